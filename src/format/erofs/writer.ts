@@ -138,7 +138,7 @@ function orderInodes(root: WNode): {nodes: WNode[]; minMtime: [number, number]; 
   return {nodes, minMtime: [minSec, minNsec], hasAcl}
 }
 
-/** Xattrs used by more than one inode go to the shared area (at most 127 references per inode). */
+/** Xattrs used by more than one inode go to the shared area (at most 128 references per inode). */
 function shareXattrs(nodes: WNode[]): WXattr[] {
   const counts = new Map<string, {x: WXattr; count: number; offset: number}>()
   const id = (x: WXattr): string => x.key + '\0' + x.value.toString('latin1')
