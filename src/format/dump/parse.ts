@@ -1,0 +1,573 @@
+// Parser for the composefs-dump(5) text format: one file per line, 11 space-separated fields
+// (PATH SIZE MODE NLINK UID GID RDEV MTIME PAYLOAD CONTENT DIGEST) followed by KEY=VALUE xattrs.
+//
+// The tree it builds is the one upstream's `mkcomposefs --from-file` builds (tools/mkcomposefs.c
+// and the node setters of libcomposefs/lcfs-writer.c), so that images written from it are
+// byte-identical to upstream's. Where upstream silently truncates, wraps or reads undefined
+// memory on nonsense input, this parser refuses the input instead; and it refuses some hostile
+// input upstream lets through (`.`/`..` anywhere in a path, absurd sizes, overlong lines).
+// Every refusal is an InvalidInputError whose one-line message starts with "dump line N:".
+//
+// Input is processed line by line with constant work per byte, so huge dumps parse in linear
+// time and a stream is never held in memory as a whole.
+
+import {InvalidInputError} from '../../errors.js'
+import {
+  FsNode,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  S_IFSOCK,
+} from '../../tree/node.js'
+import type {Xattr} from '../../tree/node.js'
+import {
+  Limits,
+  MAX_NONINLINE_CHUNKS,
+  NAME_MAX,
+  XATTR_ENTRY_SIZE,
+  XATTR_IBODY_HEADER_SIZE,
+} from '../erofs/layout.js'
+import {EscapeError, escapeString, unescapeBytes} from './escape.js'
+
+export interface ParseDumpOptions {
+  /**
+   * Upstream's CFS_PARSE_STRICT: a missing final newline, a nonzero RDEV on a non-device, a
+   * symlink whose SIZE differs from its target's length or that has CONTENT are errors.
+   * Default false, like upstream.
+   */
+  strict?: boolean
+}
+
+export type DumpInput = Buffer | Uint8Array | string | AsyncIterable<Buffer | Uint8Array | string>
+
+/**
+ * Longest line accepted. Upstream has no limit; the longest meaningful line is far shorter
+ * (payload < 4096, content <= 5000, xattrs <= 65535 bytes, all at most 4x when escaped), so this
+ * only bounds the memory a hostile stream without newlines can make us hold.
+ */
+export const DUMP_MAX_LINE_BYTES = 1 << 20
+/** Upstream refuses a line whose xattr part (after the fixed fields) is longer than this. */
+export const DUMP_MAX_XATTR_FIELD_BYTES = 0xffff
+/** Largest accepted SIZE: a file needs more than 1024 chunks beyond it (upstream: EFBIG). */
+export const DUMP_MAX_FILE_SIZE = Limits.maxFileSize
+
+const FIELD_COUNT = 11
+const F = {
+  path: 0,
+  size: 1,
+  mode: 2,
+  nlink: 3,
+  uid: 4,
+  gid: 5,
+  rdev: 6,
+  mtime: 7,
+  payload: 8,
+  content: 9,
+  digest: 10,
+}
+
+const SPACE = 0x20
+const NEWLINE = 0x0a
+const EQUAL = 0x3d
+const DOT = 0x2e
+const AT = 0x40
+const DASH = 0x2d
+const U32_MAX = 0xffffffff
+const U64_MAX = (1n << 64n) - 1n
+
+/** Per-entry overhead upstream counts for an xattr: two entry headers minus one (worst-case alignment). */
+const XATTR_ENTRY_OVERHEAD = 2 * XATTR_ENTRY_SIZE - 1
+
+/**
+ * Upstream's estimate of the xattr space an inode needs (lcfs_node_set_xattr): a 12-byte
+ * header once, plus 7 + key length + value length per xattr. Input beyond
+ * Limits.externalXattrMax is refused.
+ */
+export function xattrSpace(xattrs: readonly Xattr[]): number {
+  if (xattrs.length === 0) return 0
+  let space = XATTR_IBODY_HEADER_SIZE
+  for (const x of xattrs) space += XATTR_ENTRY_OVERHEAD + x.key.length + x.value.length
+  return space
+}
+
+function validType(mode: number): boolean {
+  switch (mode & S_IFMT) {
+    case S_IFREG:
+    case S_IFDIR:
+    case S_IFLNK:
+    case S_IFBLK:
+    case S_IFCHR:
+    case S_IFSOCK:
+    case S_IFIFO:
+      return true
+    default:
+      return false
+  }
+}
+
+/** Quote a byte string for an error message, escaped so the message stays on one line. */
+function q(s: string, max = 200): string {
+  const e = escapeString(s)
+  return `"${e.length > max ? e.slice(0, max) + '...' : e}"`
+}
+
+interface HardlinkFixup {
+  node: FsNode
+  targetPath: string
+  line: number
+}
+
+class LineError extends Error {}
+
+/** Builds the tree from lines fed one at a time; `finish()` resolves hardlinks and returns the root. */
+export class DumpParser {
+  private readonly strict: boolean
+  private root: FsNode | null = null
+  private lineNo = 0
+  private readonly fixups: HardlinkFixup[] = []
+  private pending: Buffer[] = []
+  private pendingLen = 0
+  // Field boundaries of the current line, reused to avoid per-line allocation.
+  private readonly starts = new Int32Array(FIELD_COUNT)
+  private readonly ends = new Int32Array(FIELD_COUNT)
+
+  constructor(opts: ParseDumpOptions = {}) {
+    this.strict = opts.strict ?? false
+  }
+
+  /** Feed a chunk of input; complete lines are parsed immediately. */
+  feed(chunk: Uint8Array): void {
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+    let start = 0
+    for (;;) {
+      const nl = buf.indexOf(NEWLINE, start)
+      if (nl < 0) break
+      let line = buf.subarray(start, nl)
+      if (this.pendingLen > 0) {
+        this.checkLength(this.pendingLen + line.length)
+        this.pending.push(line)
+        line = Buffer.concat(this.pending, this.pendingLen + line.length)
+        this.pending = []
+        this.pendingLen = 0
+      }
+      this.checkLength(line.length)
+      this.parseLine(line)
+      start = nl + 1
+    }
+    if (start < buf.length) {
+      this.checkLength(this.pendingLen + buf.length - start)
+      // Copy: the producer may reuse its buffer after we return.
+      this.pending.push(Buffer.from(buf.subarray(start)))
+      this.pendingLen += buf.length - start
+    }
+  }
+
+  /** End of input: parse an unterminated last line, resolve hardlinks, return the root. */
+  finish(): FsNode {
+    if (this.pendingLen > 0) {
+      const line = Buffer.concat(this.pending, this.pendingLen)
+      this.pending = []
+      this.pendingLen = 0
+      if (this.strict) {
+        this.lineNo++
+        throw this.error('missing newline at the end of the last line (strict mode)')
+      }
+      this.parseLine(line)
+    }
+    if (!this.root) {
+      this.lineNo++
+      throw this.error('no root directory: the dump is empty')
+    }
+    this.resolveHardlinks()
+    return this.root
+  }
+
+  private error(msg: string, line = this.lineNo): InvalidInputError {
+    return new InvalidInputError(`dump line ${line}: ${msg}`, {line})
+  }
+
+  private checkLength(len: number): void {
+    if (len > DUMP_MAX_LINE_BYTES) {
+      throw this.error(`line longer than ${DUMP_MAX_LINE_BYTES} bytes`, this.lineNo + 1)
+    }
+  }
+
+  private parseLine(line: Buffer): void {
+    this.lineNo++
+    try {
+      this.parseFields(line)
+    } catch (err) {
+      if (err instanceof LineError) throw this.error(err.message)
+      throw err
+    }
+  }
+
+  private parseFields(line: Buffer): void {
+    // Upstream refuses raw NUL bytes up front (they only make parsing ambiguous).
+    const nul = line.indexOf(0)
+    if (nul >= 0) throw new LineError(`embedded NUL byte at position ${nul}`)
+
+    // Split the fixed fields; missing trailing fields are empty, like upstream's split_at().
+    const {starts, ends} = this
+    let pos = 0
+    for (let i = 0; i < FIELD_COUNT; i++) {
+      const sp = pos < line.length ? line.indexOf(SPACE, pos) : -1
+      starts[i] = pos
+      if (sp < 0) {
+        ends[i] = line.length
+        pos = line.length
+      } else {
+        ends[i] = sp
+        pos = sp + 1
+      }
+    }
+    const xattrStart = pos
+
+    const path = this.byteStringField(line, F.path, 'path')
+    if (path.length === 0) throw new LineError('empty path')
+
+    let modeStart = starts[F.mode]!
+    const isHardlink = modeStart < ends[F.mode]! && line[modeStart] === AT
+    if (isHardlink) modeStart++
+    const rawMode = parseUnsigned(line, modeStart, ends[F.mode]!, 8, 'mode')
+    if (rawMode > U32_MAX) throw new LineError(`mode ${text(line, modeStart, ends[F.mode]!)} out of range`)
+    // Upstream keeps a 32-bit mode but only its low 16 bits reach the image (i_mode is 16 bits).
+    const mode = Number(rawMode) & 0xffff
+    if (!validType(mode)) throw new LineError(`invalid file type in mode ${Number(rawMode).toString(8)}`)
+
+    const node = new FsNode(mode)
+    this.addToTree(path, node)
+
+    if (isHardlink) {
+      // Upstream ignores every other field of a hardlink line.
+      if (node.isDir()) throw new LineError(`directories cannot be hardlinked: ${q(path)}`)
+      const target = this.optionalByteStringField(line, F.payload, 'hardlink target')
+      if (target === null) throw new LineError(`hardlink ${q(path)} has no target path`)
+      this.fixups.push({node, targetPath: target, line: this.lineNo})
+      return
+    }
+
+    const size = parseUnsigned(line, starts[F.size]!, ends[F.size]!, 10, 'size')
+    if (size > DUMP_MAX_FILE_SIZE) {
+      throw new LineError(
+        `absurd size ${size}: no file can exceed 2^53 bytes (${MAX_NONINLINE_CHUNKS} chunks; upstream fails with EFBIG)`,
+      )
+    }
+    const nlink = this.u32Field(line, F.nlink, 'nlink')
+    const uid = this.u32Field(line, F.uid, 'uid')
+    const gid = this.u32Field(line, F.gid, 'gid')
+    const rdev = parseUnsigned(line, starts[F.rdev]!, ends[F.rdev]!, 10, 'rdev')
+    if (rdev > U64_MAX) throw new LineError(`rdev ${rdev} out of range`)
+    const [mtimeSec, mtimeNsec] = parseMtime(line, starts[F.mtime]!, ends[F.mtime]!)
+
+    const payload = this.optionalByteStringField(line, F.payload, 'payload')
+    const content = this.optionalField(line, F.content, 'content')
+    if (content !== null && BigInt(content.length) !== size) {
+      throw new LineError(`content is ${content.length} bytes but size is ${size}`)
+    }
+    const digestText = this.optionalByteStringField(line, F.digest, 'digest')
+
+    const type = mode & S_IFMT
+    const isDevice = type === S_IFCHR || type === S_IFBLK
+    node.nlink = nlink
+    node.uid = uid
+    node.gid = gid
+    node.mtimeSec = mtimeSec
+    node.mtimeNsec = mtimeNsec
+    if (isDevice) {
+      if (rdev > U32_MAX) throw new LineError(`rdev ${rdev} out of range (the image stores 32 bits)`)
+      node.rdev = Number(rdev)
+    } else if (this.strict && rdev !== 0n) {
+      throw new LineError(`nonzero rdev ${rdev} on a non-device (strict mode)`)
+    }
+
+    if (type === S_IFLNK) {
+      if (payload === null || payload.length === 0) throw new LineError(`symlink ${q(path)} has no target`)
+      if (payload.length >= Limits.pathMax) {
+        throw new LineError(
+          `symlink target is ${payload.length} bytes, at most ${Limits.pathMax - 1} allowed`,
+        )
+      }
+      // Upstream ignores the SIZE field of a symlink: its size is its target's length.
+      node.size = payload.length
+      if (this.strict) {
+        if (size !== BigInt(payload.length)) {
+          throw new LineError(
+            `symlink size ${size} differs from its target's length ${payload.length} (strict mode)`,
+          )
+        }
+        if (content !== null && content.length > 0)
+          throw new LineError('a symlink cannot have content (strict mode)')
+      }
+      // Content given for a symlink (non-strict) is dropped, as upstream does.
+    } else {
+      if (payload !== null && payload.length >= Limits.pathMax) {
+        throw new LineError(`payload is ${payload.length} bytes, at most ${Limits.pathMax - 1} allowed`)
+      }
+      if (content !== null && content.length > Limits.inlineContentMax) {
+        throw new LineError(
+          `inline content of ${content.length} bytes exceeds the maximum of ${Limits.inlineContentMax}`,
+        )
+      }
+      node.size = Number(size)
+      // lcfs_node_set_content: empty content means none. Upstream keeps content on any
+      // non-symlink type (only regular files use it when writing).
+      node.content = content !== null && content.length > 0 ? content : null
+    }
+    node.payload = payload
+    node.digest = this.parseDigest(digestText, node)
+
+    if (line.length - xattrStart > DUMP_MAX_XATTR_FIELD_BYTES) {
+      throw new LineError(
+        `xattrs take ${line.length - xattrStart} bytes, at most ${DUMP_MAX_XATTR_FIELD_BYTES} allowed`,
+      )
+    }
+    this.parseXattrs(line, xattrStart, node)
+  }
+
+  private parseDigest(digestText: string | null, node: FsNode): Buffer | null {
+    if (digestText === null) return null
+    if (/^[0-9a-fA-F]{64}$/.test(digestText)) return Buffer.from(digestText, 'hex')
+    // A line cut short leaves DIGEST empty; upstream then marks the digest as set with undefined
+    // bytes. That is harmless where upstream never uses a digest, and refused where it does.
+    const usesDigest = node.isReg() && node.size > 0 && node.content === null
+    if (digestText.length === 0 && !usesDigest) return null
+    throw new LineError(`invalid digest ${q(digestText)}: expected 64 hex digits or -`)
+  }
+
+  /** Add a node at `path`, with upstream's rules (tree_add_node, lcfs_node_add_child) and ours. */
+  private addToTree(path: string, node: FsNode): void {
+    if (path === '/') {
+      if (!node.isDir()) throw new LineError('the root must be a directory')
+      if (this.root) throw new LineError('duplicate root directory "/"')
+      this.root = node
+      return
+    }
+    if (!this.root) throw new LineError(`${q(path)} comes before the root directory "/"`)
+
+    // Like upstream, repeated slashes separate components and a leading slash is optional.
+    const parts = path.split('/')
+    const name = parts[parts.length - 1]!
+    let parent = this.root
+    for (let i = 0; i < parts.length - 1; i++) {
+      const part = parts[i]!
+      if (part.length === 0) continue
+      if (part === '.' || part === '..') throw new LineError(`invalid . or .. in path ${q(path)}`)
+      const next = parent.children?.get(part)
+      if (!next) throw new LineError(`parent directory missing for ${q(path)}`)
+      parent = next
+    }
+    if (name === '.' || name === '..') throw new LineError(`invalid . or .. in path ${q(path)}`)
+    if (name.length === 0) throw new LineError(`empty file name in path ${q(path)}`)
+    if (name.length > NAME_MAX) {
+      throw new LineError(`file name of ${name.length} bytes is longer than ${NAME_MAX} in path ${q(path)}`)
+    }
+    if (!parent.isDir() || !parent.children || parent.linkTo) {
+      throw new LineError(`parent of ${q(path)} is not a directory`)
+    }
+    if (parent.children.has(name)) throw new LineError(`duplicate path ${q(path)}`)
+    parent.addChild(name, node)
+  }
+
+  private parseXattrs(line: Buffer, start: number, node: FsNode): void {
+    // Setting a key again replaces its value, with upstream's bookkeeping (lcfs_node_unset_xattr
+    // moves the last xattr into the freed slot) so the order matches upstream's too.
+    const xattrs = node.xattrs
+    const index = new Map<string, number>()
+    let space = 0
+    let pos = start
+    while (pos < line.length) {
+      let end = line.indexOf(SPACE, pos)
+      if (end < 0) end = line.length
+      const eq = line.indexOf(EQUAL, pos)
+      if (eq < 0 || eq >= end) throw new LineError(`missing = in xattr ${q(text(line, pos, end), 60)}`)
+
+      const key = this.unescape(line, pos, eq, 'xattr key').toString('latin1')
+      const value = this.unescape(line, eq + 1, end, 'xattr value')
+      if (key.includes('\0')) throw new LineError(`NUL byte in xattr key ${q(key)}`)
+      if (key.length === 0) throw new LineError('empty xattr key')
+      if (key.length > Limits.xattrNameMax) {
+        throw new LineError(`xattr key of ${key.length} bytes is longer than ${Limits.xattrNameMax}`)
+      }
+      if (value.length > Limits.xattrValueMax) {
+        throw new LineError(
+          `value of xattr ${q(key, 60)} is ${value.length} bytes, at most ${Limits.xattrValueMax} allowed`,
+        )
+      }
+
+      const old = index.get(key)
+      if (old !== undefined) {
+        const oldLen = xattrs[old]!.value.length
+        const last = xattrs.pop()!
+        if (old < xattrs.length) {
+          xattrs[old] = last
+          index.set(last.key, old)
+        }
+        index.delete(key)
+        space = xattrs.length > 0 ? space - (XATTR_ENTRY_OVERHEAD + key.length + oldLen) : 0
+      }
+      let entry = XATTR_ENTRY_OVERHEAD + key.length + value.length
+      if (xattrs.length === 0) entry += XATTR_IBODY_HEADER_SIZE
+      if (space + entry > Limits.externalXattrMax) {
+        throw new LineError(
+          `xattrs need more than ${Limits.externalXattrMax} bytes of space (at ${q(key, 60)})`,
+        )
+      }
+      index.set(key, xattrs.length)
+      xattrs.push({key, value})
+      space += entry
+
+      pos = end + 1
+    }
+  }
+
+  private resolveHardlinks(): void {
+    const root = this.root!
+    for (const f of this.fixups) {
+      const target = lookupPath(root, f.targetPath)
+      if (target === 'dotdot')
+        throw this.error(`invalid . or .. in hardlink target ${q(f.targetPath)}`, f.line)
+      if (!target) throw this.error(`hardlink target ${q(f.targetPath)} not found`, f.line)
+      if (target === f.node) throw this.error(`hardlink ${q(f.targetPath)} points to itself`, f.line)
+      // Like upstream, the target's nlink is left as its own line gave it.
+      f.node.linkTo = target
+    }
+
+    // Follow every chain once: refuse cycles and links that end at a directory.
+    const finalOf = new Map<FsNode, FsNode>()
+    const visiting = new Set<FsNode>()
+    for (const f of this.fixups) {
+      const chain: FsNode[] = []
+      let n = f.node
+      let final: FsNode | undefined
+      while (n.linkTo) {
+        final = finalOf.get(n)
+        if (final) break
+        if (visiting.has(n)) throw this.error(`hardlink cycle through ${q(n.path())}`, f.line)
+        visiting.add(n)
+        chain.push(n)
+        n = n.linkTo
+      }
+      final ??= n
+      for (const c of chain) {
+        visiting.delete(c)
+        finalOf.set(c, final)
+      }
+      if (final.isDir()) throw this.error(`hardlink ${q(f.node.path())} points to a directory`, f.line)
+    }
+  }
+
+  private unescape(line: Buffer, start: number, end: number, what: string): Buffer {
+    try {
+      return unescapeBytes(line, start, end)
+    } catch (err) {
+      if (err instanceof EscapeError) throw new LineError(`bad escape in ${what}: ${err.message}`)
+      throw err
+    }
+  }
+
+  private field(line: Buffer, i: number, what: string): Buffer {
+    return this.unescape(line, this.starts[i]!, this.ends[i]!, what)
+  }
+
+  /** A field where a lone '-' means "absent". */
+  private optionalField(line: Buffer, i: number, what: string): Buffer | null {
+    const s = this.starts[i]!
+    if (this.ends[i]! - s === 1 && line[s] === DASH) return null
+    return this.field(line, i, what)
+  }
+
+  /** Byte-string fields are C strings upstream; an escaped NUL would silently cut them short. */
+  private byteStringField(line: Buffer, i: number, what: string): string {
+    return noNul(this.field(line, i, what).toString('latin1'), what)
+  }
+
+  private optionalByteStringField(line: Buffer, i: number, what: string): string | null {
+    const b = this.optionalField(line, i, what)
+    return b === null ? null : noNul(b.toString('latin1'), what)
+  }
+
+  private u32Field(line: Buffer, i: number, what: string): number {
+    const v = parseUnsigned(line, this.starts[i]!, this.ends[i]!, 10, what)
+    if (v > U32_MAX) throw new LineError(`${what} ${v} out of range`)
+    return Number(v)
+  }
+}
+
+function noNul(s: string, what: string): string {
+  if (s.includes('\0')) throw new LineError(`NUL byte in ${what} ${q(s)}`)
+  return s
+}
+
+function text(line: Buffer, start: number, end: number): string {
+  return line.toString('latin1', start, end)
+}
+
+/** Digits only: no sign, no blanks, no prefix (upstream's strtoull would take and wrap those). */
+function parseUnsigned(line: Buffer, start: number, end: number, radix: 8 | 10, what: string): bigint {
+  const maxDigit = radix === 8 ? 0x37 : 0x39
+  let ok = end > start
+  for (let i = start; ok && i < end; i++) {
+    const c = line[i]!
+    if (c < 0x30 || c > maxDigit) ok = false
+  }
+  const s = text(line, start, end)
+  if (!ok)
+    throw new LineError(
+      `invalid ${what} ${q(s, 40)}: expected ${radix === 8 ? 'an octal' : 'a decimal'} number`,
+    )
+  return radix === 8 ? BigInt('0o' + s) : BigInt(s)
+}
+
+/** MTIME is "SEC.NSEC", two decimal integers (not a fraction: "1.1" is 1 s + 1 ns). */
+function parseMtime(line: Buffer, start: number, end: number): [number, number] {
+  let dot = line.indexOf(DOT, start)
+  if (dot < 0 || dot >= end) dot = end
+  const sec = parseUnsigned(line, start, dot, 10, 'mtime seconds')
+  const nsec = parseUnsigned(line, Math.min(dot + 1, end), end, 10, 'mtime nanoseconds')
+  if (sec > BigInt(Number.MAX_SAFE_INTEGER)) throw new LineError(`mtime seconds ${sec} out of range`)
+  if (nsec > U32_MAX) throw new LineError(`mtime nanoseconds ${nsec} out of range`)
+  return [Number(sec), Number(nsec)]
+}
+
+/** Upstream's lookup_path: components split on runs of '/', "" or "/" is the root. */
+function lookupPath(root: FsNode, path: string): FsNode | null | 'dotdot' {
+  let n = root
+  for (const part of path.split('/')) {
+    if (part.length === 0) continue
+    if (part === '.' || part === '..') return 'dotdot'
+    const next = n.children?.get(part)
+    if (!next) return null
+    n = next
+  }
+  return n
+}
+
+function toBuffer(chunk: Buffer | Uint8Array | string): Uint8Array {
+  return typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk
+}
+
+/**
+ * Parse a composefs dump into a tree and return its root. A string is taken as UTF-8 text; for
+ * exact bytes pass a Buffer or a stream of Buffers (e.g. fs.createReadStream, zlib, stdin).
+ */
+export async function parseDump(input: DumpInput, opts: ParseDumpOptions = {}): Promise<FsNode> {
+  const parser = new DumpParser(opts)
+  if (typeof input === 'string' || input instanceof Uint8Array) {
+    parser.feed(toBuffer(input))
+  } else {
+    for await (const chunk of input) parser.feed(toBuffer(chunk))
+  }
+  return parser.finish()
+}
+
+/** Synchronous form of parseDump for input already in memory. */
+export function parseDumpSync(input: Buffer | Uint8Array | string, opts: ParseDumpOptions = {}): FsNode {
+  const parser = new DumpParser(opts)
+  parser.feed(toBuffer(input))
+  return parser.finish()
+}
