@@ -1,0 +1,17 @@
+import {BaseCommand} from '../src/cli/base.js'
+import {lockFlags, resolveSysroot, sysrootFlags} from '../src/cli/sysroot-flags.js'
+import {rollback, RollbackResult} from '../src/deploy/rollback.js'
+
+export default class Rollback extends BaseCommand {
+  static override summary = 'Make the previous deployment the next boot’s default (again: go back).'
+  static override examples = ['<%= config.bin %> rollback']
+  static override enableJsonFlag = true
+  static override flags = {...sysrootFlags, ...lockFlags}
+
+  async run(): Promise<RollbackResult> {
+    const {flags} = await this.parse(Rollback)
+    const r = await rollback({...(await resolveSysroot(flags)), lockTimeout: flags['lock-timeout']})
+    this.log(`next boot: ${r.digest} (was ${r.previous.slice(0, 12)})`)
+    return r
+  }
+}

@@ -1,0 +1,20 @@
+import {BaseCommand} from '../src/cli/base.js'
+import {resolveSysroot, sysrootFlags} from '../src/cli/sysroot-flags.js'
+import {formatStatus, status, Status as StatusResult} from '../src/deploy/status.js'
+
+export default class Status extends BaseCommand {
+  static override summary = 'Show the deployments: booted, staged (next boot), rollback, pinned.'
+  static override description = `Deployments in the order the boot loader tries them; index 0 boots next. The --json
+output follows docs/schemas/status.json.`
+
+  static override examples = ['<%= config.bin %> status', '<%= config.bin %> status --json']
+  static override enableJsonFlag = true
+  static override flags = {...sysrootFlags}
+
+  async run(): Promise<StatusResult> {
+    const {flags} = await this.parse(Status)
+    const s = await status(await resolveSysroot(flags))
+    if (!this.jsonEnabled()) process.stdout.write(formatStatus(s))
+    return s
+  }
+}

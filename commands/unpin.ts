@@ -1,0 +1,29 @@
+import {Args} from '@oclif/core'
+
+import {BaseCommand} from '../src/cli/base.js'
+import {lockFlags, resolveSysroot, sysrootFlags} from '../src/cli/sysroot-flags.js'
+import {setPinned} from '../src/deploy/pin.js'
+
+export default class Unpin extends BaseCommand {
+  static override summary = 'Let gc drop a deployment again.'
+  static override examples = ['<%= config.bin %> unpin 1', '<%= config.bin %> unpin 3fa5c0']
+  static override enableJsonFlag = true
+  static override args = {
+    deployment: Args.string({description: 'index from cfsboot status, or a digest prefix', required: true}),
+  }
+  static override flags = {...sysrootFlags, ...lockFlags}
+
+  async run(): Promise<{digest: string; pinned: boolean; changed: boolean}> {
+    const {args, flags} = await this.parse(Unpin)
+    const r = await setPinned({
+      ...(await resolveSysroot(flags)),
+      which: args.deployment,
+      pinned: false,
+      lockTimeout: flags['lock-timeout'],
+    })
+    this.log(
+      `${r.digest.slice(0, 12)} ${r.pinned ? 'pinned' : 'not pinned'}${r.changed ? '' : ' (unchanged)'}`,
+    )
+    return r
+  }
+}

@@ -1,0 +1,309 @@
+// `cfsboot deploy IMAGE`: stage a new deployment and make it the next boot's default.
+//
+// Order (each step complete and durable before the next, see docs/design.md):
+//   1. check everything that can be checked before writing: the image parses, has a kernel, every
+//      object it references is in the store or in --objects, and those to import have the right
+//      fs-verity digest — bad input changes nothing;
+//   2. import the missing objects (verified copies, or hardlinks on the same filesystem);
+//   3. the image, under its digest; the kernel and initramfs, in a directory named by content;
+//   4. the deployment directory (metadata + /etc carried forward), built in staging/ and renamed;
+//   5. last, the boot entry with the next generation: one rename makes it the default.
+// All of it under the sysroot lock, so gc never sees a half-imported deployment.
+
+import {createHash} from 'node:crypto'
+import {access, link, mkdir, rename, rm, stat} from 'node:fs/promises'
+import {basename, join} from 'node:path'
+
+import {DamageError, InvalidInputError} from '../errors.js'
+import {ObjectStore} from '../store/objects.js'
+import {acquireLock} from '../system/lock.js'
+import {FsNode} from '../tree/node.js'
+import {fsyncDir, tempPathFor, writeFileAtomic} from '../util/fs.js'
+import {DigestPool} from '../verity/pool.js'
+import {bootedDigest} from './booted.js'
+import {Config} from './config.js'
+import {Deployment, listDeployments, readDeployment, writeDeployment} from './deployments.js'
+import {BootEntry, entryFileName, entryId, nextGeneration, readEntries, writeEntry} from './entries.js'
+import {carryEtc, EtcMerge} from './etc-merge.js'
+import {findKernel, readImageFile, readOsRelease} from './image-files.js'
+import {loadImage, LoadedImage, ObjectRef, referencedObjects} from './images.js'
+import {deploymentDir, imagePath, Paths} from './paths.js'
+
+export interface DeployOptions {
+  paths: Paths
+  config: Config
+  /** The image file to deploy. */
+  image: string
+  /** Where the image's objects come from when the store lacks them. */
+  objects?: string
+  lockTimeout?: number
+  onProgress?: (phase: string, done: number, total: number) => void
+  onWait?: () => void
+}
+
+export interface DeployResult {
+  digest: string
+  /** True when the image was already deployed and was only made the default again. */
+  existing: boolean
+  generation: number
+  entry: string
+  kernel: {version: string; dir: string}
+  objects: {referenced: number; imported: number; present: number; bytesImported: number}
+  etc: EtcMerge & {mergedFrom: string | null}
+}
+
+const OBJECT_PATH = /^[0-9a-f]{2}\/[0-9a-f]{62}$/
+
+/** Hex digest named by an object path; refuses payloads that are not content addresses. */
+function digestOfPath(path: string): Buffer {
+  if (!OBJECT_PATH.test(path))
+    throw new InvalidInputError(
+      `image references ${JSON.stringify(path)}, which is not an object path (xx/yyyy…)`,
+    )
+  return Buffer.from(path.replace('/', ''), 'hex')
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await access(p)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Objects the store lacks; each must be in the source dir with the right digest. */
+async function planImports(
+  refs: ObjectRef[],
+  store: ObjectStore,
+  source: string | undefined,
+  opts: DeployOptions,
+): Promise<ObjectRef[]> {
+  const missing: ObjectRef[] = []
+  for (const r of refs) if (!(await store.has(digestOfPath(r.path)))) missing.push(r)
+  if (missing.length === 0) return missing
+  const absent: string[] = []
+  if (source) for (const r of missing) if (!(await exists(join(source, r.path)))) absent.push(r.path)
+  if (!source || absent.length) {
+    const list = source ? absent : missing.map((r) => r.path)
+    throw new DamageError(
+      `${list.length} object(s) the image needs are not in the store${source ? ` nor in ${source}` : ' (pass --objects DIR)'}; first: ${list[0]}`,
+    )
+  }
+  // Verify before importing anything: a wrong object must not change the system at all.
+  const pool = new DigestPool()
+  try {
+    const digests = await pool.digestFiles(
+      missing.map((r) => join(source, r.path)),
+      (done) => opts.onProgress?.('verify', done, missing.length),
+    )
+    missing.forEach((r, i) => {
+      if (!digests[i]!.equals(digestOfPath(r.path))) {
+        throw new InvalidInputError(
+          `object ${r.path} in ${source} has the wrong fs-verity digest (${digests[i]!.toString('hex')})`,
+        )
+      }
+    })
+  } finally {
+    await pool.close()
+  }
+  return missing
+}
+
+/** Imports objects: a hardlink when the source is on the same filesystem, else a copy. */
+async function importObjects(
+  missing: ObjectRef[],
+  store: ObjectStore,
+  source: string,
+  opts: DeployOptions,
+): Promise<number> {
+  let bytes = 0
+  let done = 0
+  const queue = [...missing]
+  const worker = async (): Promise<void> => {
+    for (let r = queue.pop(); r; r = queue.pop()) {
+      const digest = digestOfPath(r.path)
+      const src = join(source, r.path)
+      const dst = store.path(digest)
+      let linked = false
+      if (!(await exists(dst))) {
+        await mkdir(join(dst, '..'), {recursive: true})
+        const tmp = tempPathFor(dst)
+        try {
+          await link(src, tmp)
+          await rename(tmp, dst)
+          linked = true
+        } catch {
+          await rm(tmp, {force: true})
+        }
+      }
+      if (!linked) await store.importFile(src, digest)
+      bytes += r.size
+      opts.onProgress?.('import', ++done, missing.length)
+    }
+  }
+  await Promise.all(Array.from({length: 4}, worker))
+  await store.flush()
+  return bytes
+}
+
+/** Copies the kernel and initramfs to the boot dir, in a directory named by their content. */
+async function installKernel(
+  img: LoadedImage,
+  paths: Paths,
+  objectDirs: string[],
+): Promise<{version: string; dir: string}> {
+  const k = findKernel(img.root)
+  const vmlinuz = await readImageFile(k.vmlinuz, objectDirs)
+  const initramfs = await readImageFile(k.initramfs, objectDirs)
+  const hash = createHash('sha256').update(vmlinuz).update(initramfs).digest('hex').slice(0, 12)
+  const name = `${k.version}-${hash}`
+  const dir = join(paths.kernels, name)
+  if (!(await exists(dir))) {
+    await mkdir(paths.kernels, {recursive: true})
+    const tmp = tempPathFor(dir)
+    await mkdir(tmp)
+    await writeFileAtomic(join(tmp, 'vmlinuz'), vmlinuz)
+    await writeFileAtomic(join(tmp, 'initramfs.img'), initramfs)
+    await rename(tmp, dir)
+    await fsyncDir(paths.kernels)
+  }
+  return {version: k.version, dir: `${basename(paths.kernels)}/${name}`}
+}
+
+/** The deployment whose /etc changes carry forward: the booted one, else the current default. */
+async function mergeSource(paths: Paths, entries: BootEntry[]): Promise<string | null> {
+  const {deployments} = await listDeployments(paths)
+  const known = new Set(deployments.map((d) => d.digest))
+  const booted = await bootedDigest()
+  if (booted && known.has(booted)) return booted
+  return entries.find((e) => known.has(e.digest))?.digest ?? null
+}
+
+async function loadTreeOf(paths: Paths, digest: string): Promise<FsNode | null> {
+  try {
+    return (await loadImage(imagePath(paths, digest))).root
+  } catch {
+    return null
+  }
+}
+
+function entryFor(d: Deployment, generation: number, config: Config, triesLeft: number | null): BootEntry {
+  const version = d.osRelease.VERSION_ID ?? d.osRelease.VERSION ?? ''
+  const name = d.osRelease.PRETTY_NAME ?? d.osRelease.NAME ?? 'cfsboot'
+  const id = entryId(d.digest)
+  return {
+    file: entryFileName(id, triesLeft, null),
+    id,
+    digest: d.digest,
+    generation,
+    triesLeft,
+    triesDone: null,
+    title: `${name}${version && !name.includes(version) ? ` ${version}` : ''} (${d.digest.slice(0, 12)})`,
+    linux: `/${d.kernel.dir}/vmlinuz`,
+    initrd: `/${d.kernel.dir}/initramfs.img`,
+    options: [`cfsboot.verity=${config.verity}`, ...config.kernelArgs],
+  }
+}
+
+export async function deploy(opts: DeployOptions): Promise<DeployResult> {
+  const {paths, config} = opts
+  if (!(await exists(paths.composefs))) {
+    throw new InvalidInputError(`${paths.sysroot} is not a cfsboot system (no composefs/ directory)`)
+  }
+  const img = await loadImage(opts.image)
+  findKernel(img.root) // refuse an image without a kernel before taking the lock
+  const lock = await acquireLock(paths.lock, {
+    ...(opts.lockTimeout !== undefined && {timeout: opts.lockTimeout}),
+    ...(opts.onWait && {onWait: opts.onWait}),
+  })
+  try {
+    await rm(paths.staging, {recursive: true, force: true}) // leftovers of an interrupted deploy
+    const {entries} = await readEntries(paths.entries)
+    const generation = nextGeneration(entries)
+    const dir = deploymentDir(paths, img.digest)
+
+    if (await exists(join(dir, 'deployment.json'))) {
+      // Already deployed: make it the default again, nothing else changes.
+      const d = await readDeployment(dir)
+      const old = entries.find((e) => e.digest === img.digest)
+      const entry = old ? {...old, generation} : entryFor(d, generation, config, null)
+      await mkdir(paths.entries, {recursive: true})
+      await writeEntry(paths.entries, entry)
+      return {
+        digest: img.digest,
+        existing: true,
+        generation,
+        entry: entry.file,
+        kernel: d.kernel,
+        objects: {referenced: d.objects.count, imported: 0, present: d.objects.count, bytesImported: 0},
+        etc: {mergedFrom: d.etc.mergedFrom, carried: d.etc.carried, conflicts: d.etc.conflicts},
+      }
+    }
+
+    const store = new ObjectStore(paths.objects)
+    const refs = referencedObjects(img.root)
+    const missing = await planImports(refs, store, opts.objects, opts)
+    const bytesImported = missing.length ? await importObjects(missing, store, opts.objects!, opts) : 0
+
+    await mkdir(paths.images, {recursive: true})
+    const imgFile = imagePath(paths, img.digest)
+    if (!(await exists(imgFile))) await writeFileAtomic(imgFile, img.bytes, 0o444)
+
+    const kernel = await installKernel(img, paths, [paths.objects])
+
+    const from = await mergeSource(paths, entries)
+    await mkdir(paths.staging, {recursive: true})
+    const stage = join(paths.staging, img.digest)
+    await mkdir(join(stage, 'etc', 'work'), {recursive: true})
+    const etc = await carryEtc({
+      fromUpper: from ? join(deploymentDir(paths, from), 'etc', 'upper') : null,
+      oldRoot: from ? await loadTreeOf(paths, from) : null,
+      newRoot: img.root,
+      toUpper: join(stage, 'etc', 'upper'),
+    })
+    const d: Deployment = {
+      apiVersion: 'cfsboot/v1',
+      kind: 'Deployment',
+      digest: img.digest,
+      created: new Date().toISOString(),
+      osRelease: await readOsRelease(img.root, [paths.objects]),
+      kernel,
+      pinned: false,
+      objects: {count: refs.length, bytes: refs.reduce((a, r) => a + r.size, 0)},
+      etc: {mergedFrom: from, ...etc},
+    }
+    await writeDeployment(stage, d)
+    await mkdir(paths.deployments, {recursive: true})
+    await rename(stage, dir)
+    await fsyncDir(paths.deployments)
+
+    const entry = entryFor(d, generation, config, config.tries > 0 ? config.tries : null)
+    await mkdir(paths.entries, {recursive: true})
+    await writeEntry(paths.entries, entry)
+    return {
+      digest: img.digest,
+      existing: false,
+      generation,
+      entry: entry.file,
+      kernel,
+      objects: {
+        referenced: refs.length,
+        imported: missing.length,
+        present: refs.length - missing.length,
+        bytesImported,
+      },
+      etc: {mergedFrom: from, ...etc},
+    }
+  } finally {
+    lock.release()
+  }
+}
+
+/** Makes the sysroot skeleton (used by install and by tests): composefs/{objects,images,deployments}, var, entries. */
+export async function initSysroot(paths: Paths): Promise<void> {
+  for (const d of [paths.objects, paths.images, paths.deployments, paths.var, paths.entries, paths.kernels]) {
+    await mkdir(d, {recursive: true})
+  }
+  if (!(await stat(paths.lock).catch(() => null))) await writeFileAtomic(paths.lock, Buffer.alloc(0), 0o600)
+}

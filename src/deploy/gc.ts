@@ -1,0 +1,131 @@
+// `cfsboot gc`: remove what no kept deployment needs.
+//
+// Mark: the kept deployments (booted, default, `keep-rollback` more, pinned — see view.ts), their
+// images (parsed: every object they reference), their kernel directories and entries.
+// Sweep, in the reverse of deploy's order so a crash leaves only unreferenced files:
+// entries of dropped deployments → their directories → images → kernels → objects.
+// Runs under the sysroot lock: no deploy can be importing meanwhile.
+
+import {lstat, readdir, rm} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {ObjectStore} from '../store/objects.js'
+import {acquireLock} from '../system/lock.js'
+import {objectPath} from '../tree/node.js'
+import {fsyncDir} from '../util/fs.js'
+import {Config} from './config.js'
+import {removeEntry} from './entries.js'
+import {loadImage, referencedObjects} from './images.js'
+import {imagePath, isDigest, Paths} from './paths.js'
+import {removeDeploymentDir} from './undeploy.js'
+import {viewSysroot} from './view.js'
+
+export interface GcResult {
+  dryRun: boolean
+  deployments: {removed: string[]; kept: string[]}
+  entries: number
+  images: number
+  kernels: number
+  objects: number
+  bytes: number
+}
+
+async function sizeOf(p: string): Promise<number> {
+  try {
+    const st = await lstat(p)
+    if (!st.isDirectory()) return st.size
+    let total = 0
+    for (const name of await readdir(p)) total += await sizeOf(join(p, name))
+    return total
+  } catch {
+    return 0
+  }
+}
+
+async function listNames(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).sort()
+  } catch {
+    return []
+  }
+}
+
+export async function gc(opts: {
+  paths: Paths
+  config: Config
+  dryRun?: boolean
+  lockTimeout?: number
+}): Promise<GcResult> {
+  const {paths} = opts
+  const dryRun = opts.dryRun ?? false
+  const lock = await acquireLock(
+    paths.lock,
+    opts.lockTimeout !== undefined ? {timeout: opts.lockTimeout} : {},
+  )
+  try {
+    const view = await viewSysroot(paths, opts.config)
+    const kept = view.deployments.filter((d) => d.kept)
+    const dropped = view.deployments.filter((d) => !d.kept)
+    const result: GcResult = {
+      dryRun,
+      deployments: {
+        removed: dropped.map((d) => d.deployment.digest),
+        kept: kept.map((d) => d.deployment.digest),
+      },
+      entries: 0,
+      images: 0,
+      kernels: 0,
+      objects: 0,
+      bytes: 0,
+    }
+
+    // Mark.
+    const keptImages = new Set(kept.map((d) => d.deployment.digest))
+    const keptKernels = new Set(kept.map((d) => d.deployment.kernel.dir.split('/').pop()!))
+    const keptObjects = new Set<string>()
+    for (const digest of keptImages) {
+      // A kept image that cannot be read is damage for fsck to report; gc must then not guess.
+      const img = await loadImage(imagePath(paths, digest))
+      for (const r of referencedObjects(img.root)) keptObjects.add(r.path)
+    }
+
+    // Sweep: entries first (dropped deployments' and dangling ones), then deployment dirs.
+    for (const e of [...dropped.flatMap((d) => (d.entry ? [d.entry] : [])), ...view.danglingEntries]) {
+      result.entries++
+      if (!dryRun) await removeEntry(paths.entries, e)
+    }
+    if (!dryRun && result.entries) await fsyncDir(paths.entries)
+    for (const d of dropped) {
+      result.bytes += await sizeOf(join(paths.deployments, d.deployment.digest))
+      if (!dryRun) await removeDeploymentDir(paths, d.deployment.digest)
+    }
+    for (const name of await listNames(paths.images)) {
+      if (keptImages.has(name)) continue
+      if (!isDigest(name) && !name.startsWith('.')) continue
+      result.images++
+      result.bytes += await sizeOf(join(paths.images, name))
+      if (!dryRun) await rm(join(paths.images, name), {force: true})
+    }
+    for (const name of await listNames(paths.kernels)) {
+      if (keptKernels.has(name)) continue
+      result.kernels++
+      result.bytes += await sizeOf(join(paths.kernels, name))
+      if (!dryRun) await rm(join(paths.kernels, name), {recursive: true, force: true})
+    }
+    const store = new ObjectStore(paths.objects)
+    for await (const digest of store.list()) {
+      const path = objectPath(digest)
+      if (keptObjects.has(path)) continue
+      result.objects++
+      result.bytes += await sizeOf(join(paths.objects, path))
+      if (!dryRun) await rm(join(paths.objects, path), {force: true})
+    }
+    if (!dryRun) {
+      await store.cleanTemporary()
+      await rm(paths.staging, {recursive: true, force: true})
+    }
+    return result
+  } finally {
+    lock.release()
+  }
+}

@@ -1,0 +1,53 @@
+// Where everything lives on the physical root (docs/design.md draws the tree). One place for
+// every path and name, so the deploy verbs, GC, fsck and the initramfs agree.
+
+import {join} from 'node:path'
+
+export const DEFAULT_SYSROOT = '/sysroot'
+export const DEFAULT_CONFIG = '/etc/cfsboot/cfsboot.conf'
+/** The kernel command line parameter that names the image to boot. */
+export const DIGEST_KARG = 'cfsboot.digest'
+/** Where the initramfs records what it booted. */
+export const DEFAULT_RUN_DIR = '/run/cfsboot'
+export const ENTRY_PREFIX = 'cfsboot-'
+export const SORT_KEY = 'cfsboot'
+
+export interface Paths {
+  sysroot: string
+  composefs: string
+  objects: string
+  images: string
+  deployments: string
+  staging: string
+  lock: string
+  state: string
+  var: string
+  bootDir: string
+  entries: string
+  kernels: string
+}
+
+export function sysrootPaths(sysroot: string, bootDir?: string): Paths {
+  const composefs = join(sysroot, 'composefs')
+  const boot = bootDir ?? join(sysroot, 'boot')
+  return {
+    sysroot,
+    composefs,
+    objects: join(composefs, 'objects'),
+    images: join(composefs, 'images'),
+    deployments: join(composefs, 'deployments'),
+    staging: join(composefs, 'staging'),
+    lock: join(composefs, 'cfsboot.lock'),
+    state: join(composefs, 'state.json'),
+    var: join(sysroot, 'var'),
+    bootDir: boot,
+    entries: join(boot, 'loader', 'entries'),
+    kernels: join(boot, 'cfsboot'),
+  }
+}
+
+export const imagePath = (p: Paths, digest: string): string => join(p.images, digest)
+export const deploymentDir = (p: Paths, digest: string): string => join(p.deployments, digest)
+
+const HEX64 = /^[0-9a-f]{64}$/
+export const isDigest = (s: string): boolean => HEX64.test(s)

@@ -1,0 +1,43 @@
+// `cfsboot rollback`: the previous deployment becomes the next boot's default; again goes back.
+// One atomic write: the rollback deployment's entry gets the next generation.
+
+import {CfsError, ExitCode} from '../errors.js'
+import {acquireLock} from '../system/lock.js'
+import {Config} from './config.js'
+import {nextGeneration, readEntries, writeEntry} from './entries.js'
+import {Paths} from './paths.js'
+import {viewSysroot} from './view.js'
+
+export interface RollbackResult {
+  /** The deployment that now boots next. */
+  digest: string
+  /** The one that was the default before. */
+  previous: string
+  generation: number
+}
+
+export async function rollback(opts: {
+  paths: Paths
+  config: Config
+  lockTimeout?: number
+}): Promise<RollbackResult> {
+  const lock = await acquireLock(
+    opts.paths.lock,
+    opts.lockTimeout !== undefined ? {timeout: opts.lockTimeout} : {},
+  )
+  try {
+    const view = await viewSysroot(opts.paths, opts.config)
+    const current = view.deployments.find((d) => d.default)
+    const target = view.deployments.find((d) => d.rollback)
+    if (!current || !target?.entry) {
+      throw new CfsError('ENOROLLBACK', 'there is no other deployment to roll back to', ExitCode.Failure)
+    }
+    const {entries} = await readEntries(opts.paths.entries)
+    const generation = nextGeneration(entries)
+    const updated = {...target.entry, generation}
+    await writeEntry(opts.paths.entries, updated)
+    return {digest: target.deployment.digest, previous: current.deployment.digest, generation}
+  } finally {
+    lock.release()
+  }
+}

@@ -1,0 +1,58 @@
+// `cfsboot undeploy N`: remove one deployment (never the booted one). Its entry goes first, so
+// the boot loader never sees an entry whose deployment is half gone; its image and objects are
+// left to gc, which knows whether other deployments still use them.
+
+import {rename, rm, mkdir} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {CfsError, ExitCode, InvalidInputError} from '../errors.js'
+import {acquireLock} from '../system/lock.js'
+import {fsyncDir} from '../util/fs.js'
+import {Config} from './config.js'
+import {removeEntry} from './entries.js'
+import {deploymentDir, Paths} from './paths.js'
+import {selectDeployment, viewSysroot} from './view.js'
+
+/** Removes a deployment directory by first moving it out of deployments/ (one atomic step). */
+export async function removeDeploymentDir(paths: Paths, digest: string): Promise<void> {
+  await mkdir(paths.staging, {recursive: true})
+  const trash = join(paths.staging, `removing-${digest}`)
+  await rm(trash, {recursive: true, force: true})
+  await rename(deploymentDir(paths, digest), trash)
+  await fsyncDir(paths.deployments)
+  await rm(trash, {recursive: true, force: true})
+}
+
+export async function undeploy(opts: {
+  paths: Paths
+  config: Config
+  which: string
+  lockTimeout?: number
+}): Promise<{digest: string}> {
+  const lock = await acquireLock(
+    opts.paths.lock,
+    opts.lockTimeout !== undefined ? {timeout: opts.lockTimeout} : {},
+  )
+  try {
+    const view = await viewSysroot(opts.paths, opts.config)
+    const sel = selectDeployment(view, opts.which)
+    if (!sel) throw new InvalidInputError(`no deployment ${JSON.stringify(opts.which)} (see cfsboot status)`)
+    if (sel.booted)
+      throw new CfsError(
+        'EBOOTED',
+        `refusing to undeploy the booted deployment ${sel.deployment.digest.slice(0, 12)}`,
+        ExitCode.Failure,
+      )
+    if (sel.default && !view.deployments.some((d) => d !== sel && d.entry && !d.failed)) {
+      throw new CfsError('ELAST', 'refusing to undeploy the only bootable deployment', ExitCode.Failure)
+    }
+    if (sel.entry) {
+      await removeEntry(opts.paths.entries, sel.entry)
+      await fsyncDir(opts.paths.entries)
+    }
+    await removeDeploymentDir(opts.paths, sel.deployment.digest)
+    return {digest: sel.deployment.digest}
+  } finally {
+    lock.release()
+  }
+}
