@@ -59,8 +59,9 @@ export function makeImage(dir: string, spec: ImageSpec): TestImage {
     if (data.length <= 64) {
       if (data.length) f.content = data
     } else {
-      f.digest = fsverityDigest(data)
-      f.payload = objectPath(f.digest)
+      const digest = fsverityDigest(data)
+      f.digest = digest
+      f.payload = objectPath(digest)
       objectPaths.push(f.payload)
       mkdirSync(join(objects, f.payload, '..'), {recursive: true})
       writeFileSync(join(objects, f.payload), data)
