@@ -1,0 +1,50 @@
+// Durable file updates. Every state change in cfsboot follows one pattern: write a new file
+// next to the target, fsync it, rename it over the target, fsync the directory. A crash at any
+// point leaves either the old file or the new one, never a torn one.
+
+import {randomBytes} from 'node:crypto'
+import {constants} from 'node:fs'
+import {open, rename, rm} from 'node:fs/promises'
+import {basename, dirname, join} from 'node:path'
+
+/** A temporary name beside `path`, recognisable (and safe to delete) after a crash. */
+export function tempPathFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}.tmp-${randomBytes(6).toString('hex')}`)
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY)
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+/**
+ * Writes `path` atomically and durably. `fill` writes the content through the handle it is given
+ * (so large outputs can be streamed); on any failure the temporary file is removed and the old
+ * file, if any, is untouched.
+ */
+export async function writeFileAtomic(
+  path: string,
+  fill: Uint8Array | ((fh: import('node:fs/promises').FileHandle) => Promise<void>),
+  mode = 0o644,
+): Promise<void> {
+  const tmp = tempPathFor(path)
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode)
+  try {
+    try {
+      if (typeof fill === 'function') await fill(fh)
+      else await fh.writeFile(fill)
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    await rename(tmp, path)
+  } catch (err) {
+    await rm(tmp, {force: true})
+    throw err
+  }
+  await fsyncDir(dirname(path))
+}
