@@ -365,9 +365,21 @@ describe('dump parser: refuses bad and hostile input with the line number', () =
     ['a size above 2^53', file('9007199254740993 100644 1 0 0 0 0.0 - - -'), 2, /absurd size/],
     [
       'an absurd size on a directory',
-      ROOT + '/d 99999999999999999999999999 40755 2 0 0 0 0.0 - - -\n',
+      ROOT + '/d 99999999999999999999 40755 2 0 0 0 0.0 - - -\n',
       2,
       /absurd size/,
+    ],
+    [
+      'a million-digit size',
+      file(`${'9'.repeat(1_000_000)} 100644 1 0 0 0 0.0 - - -`),
+      2,
+      /size "9{30}\.\.\." out of range/,
+    ],
+    [
+      'a size with many leading zeros',
+      file(`${'0'.repeat(100_000)}9007199254740993 100644 1 0 0 0 0.0 - - -`),
+      2,
+      /absurd size 9007199254740993/,
     ],
     ['a negative size', file('-1 100644 1 0 0 0 0.0 - - -'), 2, /invalid size "-1"/],
     ['a size with a sign', file('+1 100644 1 0 0 0 0.0 - - -'), 2, /invalid size/],

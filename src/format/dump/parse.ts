@@ -78,6 +78,8 @@ const AT = 0x40
 const DASH = 0x2d
 const U32_MAX = 0xffffffff
 const U64_MAX = (1n << 64n) - 1n
+/** 2^64 has 20 decimal and 22 octal digits; longer numbers are out of range for every field. */
+const MAX_SIGNIFICANT_DIGITS = 22
 
 /** Per-entry overhead upstream counts for an xattr: two entry headers minus one (worst-case alignment). */
 const XATTR_ENTRY_OVERHEAD = 2 * XATTR_ENTRY_SIZE - 1
@@ -515,11 +517,20 @@ function parseUnsigned(line: Buffer, start: number, end: number, radix: 8 | 10, 
     const c = line[i]!
     if (c < 0x30 || c > maxDigit) ok = false
   }
-  const s = text(line, start, end)
-  if (!ok)
+  if (!ok) {
+    const s = text(line, start, Math.min(end, start + 64))
     throw new LineError(
       `invalid ${what} ${q(s, 40)}: expected ${radix === 8 ? 'an octal' : 'a decimal'} number`,
     )
+  }
+  // Leading zeros are fine (strtoull takes them); more significant digits than any 64-bit
+  // value has are refused before BigInt spends time on them.
+  let first = start
+  while (first < end - 1 && line[first] === 0x30) first++
+  if (end - first > MAX_SIGNIFICANT_DIGITS) {
+    throw new LineError(`${what} ${q(text(line, first, first + 30) + '...')} out of range`)
+  }
+  const s = text(line, first, end)
   return radix === 8 ? BigInt('0o' + s) : BigInt(s)
 }
 
