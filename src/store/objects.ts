@@ -1,0 +1,178 @@
+// The objects directory: file contents stored once, named by their fs-verity digest.
+//
+//   OBJECTS/
+//     ab/                          first byte of the digest, 2 hex digits
+//       cdef…(62 hex digits)       the content; mode 0644, owner root; never rewritten
+//       .tmp-cdef…-<random>        an import in progress (or left by a crash): ignored by
+//                                  has() and list(), removed by cleanTemporary()
+//
+// This is the layout composefs uses (overlayfs finds a file's data through the image's
+// `trusted.overlay.redirect=/ab/cdef…` in the data-only lower layer OBJECTS).
+//
+// An import copies the source (a reflink when the filesystem can, else a plain copy: never a
+// hardlink, or a later edit of the source tree would change a stored object), fsyncs the copy,
+// then links it into place under its final name. link(2) fails when the name exists, so an
+// object is never replaced, even by two importers racing; the temporary name is then removed.
+// Directory entries are made durable in batches: `flush()` fsyncs each directory touched since
+// the last flush, once. An object is durable after the flush that follows its import.
+
+import {randomBytes} from 'node:crypto'
+import {constants} from 'node:fs'
+import {chmod, copyFile, link, lstat, mkdir, open, readdir, rm, unlink} from 'node:fs/promises'
+import {dirname, join} from 'node:path'
+
+import {InvalidInputError} from '../errors.js'
+import {DIGEST_SIZE} from '../tree/node.js'
+
+/** Objects are world-readable and read-only: overlayfs takes the visible mode from the image. */
+export const OBJECT_MODE = 0o644
+
+/** Prefix of in-progress imports inside a fan-out directory. */
+export const TEMP_PREFIX = '.tmp-'
+
+const FANOUT_RE = /^[0-9a-f]{2}$/
+const OBJECT_RE = /^[0-9a-f]{62}$/
+
+export type ImportResult = 'added' | 'present'
+
+function checkDigest(digest: Uint8Array): string {
+  if (digest.length !== DIGEST_SIZE) {
+    throw new InvalidInputError(`object digest must be ${DIGEST_SIZE} bytes, got ${digest.length}`)
+  }
+  return Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('hex')
+}
+
+async function fsyncPath(path: string, flags: number): Promise<void> {
+  const fh = await open(path, flags)
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+async function isRegularFile(path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isFile()
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw err
+  }
+}
+
+export class ObjectStore {
+  readonly dir: string
+  /** Fan-out directories known to exist (saves a mkdir per import). */
+  private readonly fanouts = new Set<string>()
+  /** Directories whose entries changed since the last flush. */
+  private readonly dirty = new Set<string>()
+
+  constructor(dir: string) {
+    this.dir = dir
+  }
+
+  /** Where the object with this digest lives (whether or not it exists). */
+  path(digest: Uint8Array): string {
+    const hex = checkDigest(digest)
+    return join(this.dir, hex.slice(0, 2), hex.slice(2))
+  }
+
+  async has(digest: Uint8Array): Promise<boolean> {
+    return isRegularFile(this.path(digest))
+  }
+
+  /**
+   * Stores a copy of `srcPath`, whose fs-verity digest the caller computed, unless an object
+   * with that digest is already there. The copy is fsynced before it gets its final name; call
+   * `flush()` after a batch of imports to make the names durable.
+   */
+  async importFile(srcPath: string | Buffer, digest: Uint8Array): Promise<ImportResult> {
+    const hex = checkDigest(digest)
+    const fanout = join(this.dir, hex.slice(0, 2))
+    const final = join(fanout, hex.slice(2))
+    if (await isRegularFile(final)) return 'present'
+    await this.ensureFanout(fanout)
+
+    const tmp = join(fanout, `${TEMP_PREFIX}${hex.slice(2)}-${randomBytes(6).toString('hex')}`)
+    try {
+      // FICLONE: share extents on btrfs/xfs; elsewhere libuv falls back to copying bytes.
+      await copyFile(srcPath, tmp, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL)
+      await chmod(tmp, OBJECT_MODE)
+      await fsyncPath(tmp, constants.O_RDONLY)
+      try {
+        await link(tmp, final)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+        return 'present' // another importer won the race; its object has the same content
+      }
+      this.dirty.add(fanout)
+      return 'added'
+    } finally {
+      await unlink(tmp).catch(() => undefined)
+    }
+  }
+
+  /**
+   * fsyncs every directory changed since the last flush, each once. Their order does not matter:
+   * every object was fsynced before it got its name, so any subset of durable names is valid.
+   */
+  async flush(): Promise<void> {
+    const dirs = [...this.dirty]
+    this.dirty.clear()
+    await Promise.all(dirs.map((d) => fsyncPath(d, constants.O_RDONLY | constants.O_DIRECTORY)))
+  }
+
+  /** Every object's digest (files with a well-formed name; temporaries and strays are skipped). */
+  async *list(): AsyncIterable<Buffer> {
+    for (const fan of (await this.readdirOrEmpty(this.dir)).sort()) {
+      if (!FANOUT_RE.test(fan)) continue
+      for (const name of (await this.readdirOrEmpty(join(this.dir, fan))).sort()) {
+        if (OBJECT_RE.test(name)) yield Buffer.from(fan + name, 'hex')
+      }
+    }
+  }
+
+  /**
+   * Removes temporary files left by interrupted imports; returns how many. Only safe while no
+   * other process imports into this store (callers hold the sysroot lock).
+   */
+  async cleanTemporary(): Promise<number> {
+    let removed = 0
+    for (const fan of await this.readdirOrEmpty(this.dir)) {
+      if (!FANOUT_RE.test(fan)) continue
+      const fanout = join(this.dir, fan)
+      for (const name of await this.readdirOrEmpty(fanout)) {
+        if (!name.startsWith(TEMP_PREFIX)) continue
+        await rm(join(fanout, name), {force: true})
+        this.dirty.add(fanout)
+        removed++
+      }
+    }
+    await this.flush()
+    return removed
+  }
+
+  private async ensureFanout(fanout: string): Promise<void> {
+    if (this.fanouts.has(fanout)) return
+    if (this.fanouts.size === 0) {
+      // A new store directory must itself become durable in its parent.
+      if (await mkdir(this.dir, {recursive: true, mode: 0o755})) this.dirty.add(dirname(this.dir))
+    }
+    try {
+      await mkdir(fanout, {mode: 0o755})
+      this.dirty.add(this.dir)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    }
+    this.fanouts.add(fanout)
+  }
+
+  private async readdirOrEmpty(dir: string): Promise<string[]> {
+    try {
+      return await readdir(dir)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+      throw err
+    }
+  }
+}

@@ -1,0 +1,161 @@
+// The one way cfsboot runs an external tool. Every call goes through `run`, which turns a
+// failure into a CfsError with one line ("mount failed: <first line of stderr>"), and a missing
+// tool into an UnsupportedError naming the Debian package that provides it. Nothing above
+// src/system/ spawns processes.
+
+import {execa, type Options} from 'execa'
+
+import {CfsError, ExitCode, UnsupportedError} from '../errors.js'
+
+/** The Debian package that ships each tool we call, for "not installed" messages. */
+export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
+  mount: 'mount',
+  umount: 'mount',
+  losetup: 'mount',
+  getfattr: 'attr',
+  setfattr: 'attr',
+  fsverity: 'fsverity',
+  'fsck.erofs': 'erofs-utils',
+  'mkfs.erofs': 'erofs-utils',
+  flock: 'util-linux',
+}
+
+export interface RunOptions {
+  /** What the error message calls the step ("mount failed: …"); defaults to the tool's name. */
+  what?: string
+  /** Bytes or text fed to stdin. */
+  input?: string | Uint8Array
+  /** Return non-zero exits instead of throwing (for probes). */
+  reject?: boolean
+  /** Give stdout as a Buffer (binary output, non-UTF-8 names). */
+  binary?: boolean
+  /** Extra environment variables. */
+  env?: Record<string, string>
+  /** Working directory of the tool. */
+  cwd?: string
+  /** Kill the tool after this many milliseconds (a hung mount must not hang us). */
+  timeoutMs?: number
+}
+
+export interface RunResult<Out extends string | Buffer = string> {
+  stdout: Out
+  stderr: string
+  exitCode: number
+}
+
+/** Default time limit for a tool; mounts and probes finish in well under a second. */
+export const DEFAULT_TOOL_TIMEOUT_MS = 10 * 60 * 1000
+
+function baseOptions(opts: RunOptions): Options {
+  return {
+    reject: false,
+    stripFinalNewline: true,
+    timeout: opts.timeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS,
+    // Tools' messages must be parseable and English whatever the user's locale.
+    env: {LC_ALL: 'C', ...opts.env},
+    ...(opts.input !== undefined && {input: opts.input}),
+    ...(opts.cwd !== undefined && {cwd: opts.cwd}),
+  }
+}
+
+function missingTool(cmd: string): UnsupportedError {
+  const pkg = TOOL_PACKAGES[cmd]
+  return new UnsupportedError(`${cmd} is not installed${pkg ? ` (Debian package ${pkg})` : ''}`, {tool: cmd})
+}
+
+/** The first non-empty line of a tool's message. */
+export function firstLine(text: string): string {
+  for (const line of text.split('\n')) if (line.trim()) return line.trim()
+  return ''
+}
+
+type Settled = {
+  exitCode?: number | undefined
+  failed: boolean
+  code?: string | undefined
+  timedOut?: boolean
+  shortMessage?: string
+  stdout: unknown
+  stderr: unknown
+}
+
+function toResult<Out extends string | Buffer>(cmd: string, r: Settled, opts: RunOptions): RunResult<Out> {
+  if (r.code === 'ENOENT' && r.exitCode === undefined) throw missingTool(cmd)
+  const stderr = typeof r.stderr === 'string' ? r.stderr : Buffer.from(r.stderr as Uint8Array).toString()
+  const exitCode = r.exitCode ?? -1
+  if (r.failed && opts.reject !== false) {
+    const what = opts.what ?? cmd
+    const detail = r.timedOut
+      ? `timed out after ${Math.round((opts.timeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS) / 1000)} s`
+      : firstLine(stderr) || firstLine(r.shortMessage ?? '') || `exit code ${exitCode}`
+    throw new CfsError('ETOOL', `${what} failed: ${detail}`, ExitCode.Failure, {cmd, exitCode})
+  }
+  return {stdout: r.stdout as Out, stderr, exitCode}
+}
+
+/** Runs a tool to completion. Throws a one-line CfsError when it fails (unless `reject: false`). */
+export async function run(
+  cmd: string,
+  args: readonly string[],
+  opts?: RunOptions & {binary?: false},
+): Promise<RunResult<string>>
+export async function run(
+  cmd: string,
+  args: readonly string[],
+  opts: RunOptions & {binary: true},
+): Promise<RunResult<Buffer>>
+export async function run(
+  cmd: string,
+  args: readonly string[],
+  opts: RunOptions = {},
+): Promise<RunResult<string | Buffer>> {
+  const r = await execa(cmd, args, {
+    ...baseOptions(opts),
+    ...(opts.binary && {encoding: 'buffer' as const, stdout: 'pipe', stderr: 'pipe'}),
+  })
+  const out = toResult<string | Buffer>(cmd, r as Settled, opts)
+  if (opts.binary) out.stdout = Buffer.from(out.stdout as unknown as Uint8Array)
+  return out
+}
+
+/**
+ * Starts a tool whose (binary) stdout the caller reads as a stream, for outputs too large to
+ * buffer. `finish()` waits for it and throws like `run` when it failed.
+ */
+export function spawnStreaming(
+  cmd: string,
+  args: readonly string[],
+  opts: RunOptions = {},
+): {stdout: NodeJS.ReadableStream; finish: () => Promise<void>} {
+  const sub = execa(cmd, args, {
+    ...baseOptions(opts),
+    buffer: {stdout: false, stderr: true},
+    encoding: 'buffer',
+  })
+  return {
+    stdout: sub.stdout!,
+    finish: async () => {
+      const r = await sub
+      toResult(cmd, r as unknown as Settled, opts)
+    },
+  }
+}
+
+const whichCache = new Map<string, string | null>()
+
+/** The absolute path of a tool on $PATH, or null. */
+export async function which(tool: string): Promise<string | null> {
+  if (whichCache.has(tool)) return whichCache.get(tool)!
+  const r = await execa('sh', ['-c', 'command -v "$1"', 'sh', tool], {reject: false})
+  const found =
+    r.exitCode === 0 && typeof r.stdout === 'string' && r.stdout.startsWith('/') ? r.stdout.trim() : null
+  whichCache.set(tool, found)
+  return found
+}
+
+/** Throws an UnsupportedError when a tool is missing. */
+export async function requireTool(tool: string): Promise<string> {
+  const path = await which(tool)
+  if (!path) throw missingTool(tool)
+  return path
+}
