@@ -5,9 +5,9 @@
 // throws on an attribute name that is not UTF-8 ("Invalid attribute"). A single
 // `getfattr -R -h -d -m - -e hex` run per tree (package attr) uses llistxattr/lgetxattr (a
 // symlink's own attributes, never its target's), keeps names as raw bytes, escapes only
-// "\", "\n", "\r" and "=" as \ooo, and was as fast on the large corpus (see the report in
-// docs or the scan benchmark): one process doing syscalls back to back beats one thread-pool
-// round trip per file.
+// "\", "\n", "\r" and "=" as \ooo, and is as fast: on the large Debian corpus (32,052
+// entries, warm cache) getfattr took 120 ms, @napi-rs/xattr 144-162 ms (async, 16 in flight)
+// or 107 ms (sync, blocking the event loop). It also runs in parallel with our own walk.
 
 import {Xattr} from '../tree/node.js'
 import {InvalidInputError} from '../errors.js'

@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict'
+import {createHash} from 'node:crypto'
+import {mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {test} from 'node:test'
+
+import {InvalidInputError} from '../src/errors.js'
+import {ObjectStore, OBJECT_MODE, TEMP_PREFIX} from '../src/store/objects.js'
+
+function tempDir(t: {after: (fn: () => void) => void}): string {
+  const dir = mkdtempSync(join(tmpdir(), 'cfsboot-store-'))
+  t.after(() => rmSync(dir, {recursive: true, force: true}))
+  return dir
+}
+
+/** Stand-in digests: the store trusts the caller's digest, so any 32 bytes name an object. */
+const fakeDigest = (s: string): Buffer => createHash('sha256').update(s).digest()
+
+async function listAll(store: ObjectStore): Promise<string[]> {
+  const out: string[] = []
+  for await (const d of store.list()) out.push(d.toString('hex'))
+  return out
+}
+
+test('import copies once, read-only, under xx/62-hex-digits', async (t) => {
+  const dir = tempDir(t)
+  const src = join(dir, 'src')
+  writeFileSync(src, 'object content')
+  const store = new ObjectStore(join(dir, 'objects'))
+  const d = fakeDigest('one')
+  const hex = d.toString('hex')
+
+  assert.equal(await store.has(d), false)
+  assert.equal(await store.importFile(src, d), 'added')
+  await store.flush()
+  assert.equal(store.path(d), join(dir, 'objects', hex.slice(0, 2), hex.slice(2)))
+  assert.equal(await store.has(d), true)
+  assert.equal(readFileSync(store.path(d), 'utf8'), 'object content')
+  const st = statSync(store.path(d))
+  assert.equal(st.mode & 0o7777, OBJECT_MODE)
+  assert.equal(st.nlink, 1, 'no hardlink to the source, and no leftover temporary name')
+  assert.notEqual(st.ino, statSync(src).ino)
+
+  // An existing object is never rewritten, and later edits of the source do not reach it.
+  writeFileSync(src, 'edited source')
+  assert.equal(await store.importFile(src, d), 'present')
+  assert.equal(readFileSync(store.path(d), 'utf8'), 'object content')
+  assert.deepEqual(readdirSync(join(dir, 'objects', hex.slice(0, 2))), [hex.slice(2)])
+})
+
+test('concurrent imports of one digest: one adds, the others find it', async (t) => {
+  const dir = tempDir(t)
+  const src = join(dir, 'src')
+  writeFileSync(src, Buffer.alloc(300_000, 7))
+  const d = fakeDigest('race')
+  const results = await Promise.all(
+    Array.from({length: 8}, () => new ObjectStore(join(dir, 'objects')).importFile(src, d)),
+  )
+  assert.equal(results.filter((r) => r === 'added').length, 1)
+  assert.equal(results.filter((r) => r === 'present').length, 7)
+  const hex = d.toString('hex')
+  assert.deepEqual(readdirSync(join(dir, 'objects', hex.slice(0, 2))), [hex.slice(2)])
+})
+
+test('list, temporaries ignored and cleaned, strays skipped', async (t) => {
+  const dir = tempDir(t)
+  const objects = join(dir, 'objects')
+  const store = new ObjectStore(objects)
+  assert.deepEqual(await listAll(store), [], 'a missing store lists nothing')
+  const digests = ['a', 'b', 'c', 'd'].map(fakeDigest)
+  for (const [i, d] of digests.entries()) {
+    writeFileSync(join(dir, `f${i}`), `file ${i}`)
+    assert.equal(await store.importFile(join(dir, `f${i}`), d), 'added')
+  }
+  await store.flush()
+  const hex = digests[0]!.toString('hex')
+  // What a crash leaves behind, and names that are not objects.
+  writeFileSync(join(objects, hex.slice(0, 2), `${TEMP_PREFIX}${'0'.repeat(62)}-abc`), 'partial')
+  writeFileSync(join(objects, hex.slice(0, 2), 'not-an-object'), 'x')
+  writeFileSync(join(objects, 'README'), 'x')
+  assert.equal(await store.has(Buffer.alloc(32)), false)
+
+  assert.deepEqual(await listAll(store), digests.map((d) => d.toString('hex')).sort())
+  assert.equal(await store.cleanTemporary(), 1)
+  assert.equal(await store.cleanTemporary(), 0)
+  assert.ok(
+    readdirSync(join(objects, hex.slice(0, 2))).includes('not-an-object'),
+    'only temporaries are removed',
+  )
+})
+
+test('bad digests and missing sources are refused', async (t) => {
+  const dir = tempDir(t)
+  const store = new ObjectStore(join(dir, 'objects'))
+  assert.throws(() => store.path(Buffer.alloc(31)), InvalidInputError)
+  await assert.rejects(store.importFile(join(dir, 'nope'), Buffer.alloc(33)), InvalidInputError)
+  await assert.rejects(store.importFile(join(dir, 'nope'), fakeDigest('x')), {code: 'ENOENT'})
+  assert.deepEqual(await listAll(store), [])
+})
