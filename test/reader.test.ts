@@ -333,6 +333,26 @@ describe('hostile images', () => {
     refuses(img, /inode size out of range/)
   })
 
+  it('directories sharing data blocks are refused (a small image must not expand into a huge tree)', () => {
+    const root = dir()
+    const shared = dir()
+    root.addChild('shared', shared)
+    for (let i = 0; i < 300; i++)
+      shared.addChild(`entry-with-a-fairly-long-name-${String(i).padStart(4, '0')}`, inlineFile('x'))
+    for (let i = 0; i < 100; i++) root.addChild(`e${String(i).padStart(3, '0')}`, dir())
+    const img = Buffer.from(writeImage(root).image)
+    const sharedIno = inodeAt(img, lookupNid(img, '/shared'))
+    assert.ok(sharedIno.size > 3 * 4096)
+    // Point every empty directory at the shared directory's 2nd and 3rd blocks (no "." there).
+    for (let i = 0; i < 100; i++) {
+      const ino = inodeAt(img, lookupNid(img, `/e${String(i).padStart(3, '0')}`))
+      img.writeUInt16LE(0, ino.offset + Compact.format) // compact, flat plain
+      img.writeUInt32LE(2 * 4096, ino.offset + Compact.size)
+      img.writeUInt32LE(sharedIno.blkaddr + 1, ino.offset + Compact.u)
+    }
+    refuses(img, /data blocks shared between inodes/)
+  })
+
   it('an invalid file type is refused', () => {
     const img = valid()
     img.writeUInt16LE(0o170644, inodeAt(img, lookupNid(img, '/a/f')).offset + Compact.mode)

@@ -29,7 +29,6 @@ import {fsverityDigest} from '../../verity/merkle.js'
 import {
   BLOCK_BITS,
   BLOCK_SIZE,
-  CFS_HEADER_SIZE,
   CFS_MAGIC,
   CFS_VERSION,
   CfsHeader,
@@ -201,7 +200,6 @@ function parseHeader(img: ImageBuffer): ImageInfo & {metaStart: number; xattrSta
     fail(`unsupported composefs format version ${composefsVersion} (known: 0..${MAX_COMPOSEFS_VERSION})`)
   }
   const flags = img.u32(CfsHeader.flags, 'composefs header')
-  void CFS_HEADER_SIZE
 
   const sb = SUPER_OFFSET
   const sbMagic = img.u32(sb + Super.magic, 'superblock')
