@@ -5,6 +5,11 @@
 //   overlay -o ro,metacopy=on,redirect_dir=on,lowerdir=META::OBJECTS[,verity=…] ──► MOUNTPOINT
 //   then the staging mount is detached and its directory removed.
 //
+// The legacy option string is enough: `lowerdir=META::OBJECTS` (a data-only lower layer after
+// "::", Linux >= 6.5) works on the kernels we target (checked on 6.18); the newer
+// `lowerdir+=`/`datadir+=` fsconfig keys only matter for paths containing ',' or ':', which
+// we refuse instead, and they need the new mount API that mount(8) 2.38 does not drive.
+//
 // Why the staging EROFS mount is detached (upstream's mount.composefs does the same with an
 // anonymous mount): overlayfs takes its own private clone of every lower layer when it is
 // mounted, so the EROFS superblock lives on as long as the overlay does. Leaving the staging
