@@ -40,7 +40,10 @@ and writes its boot entry last, which makes it the default in one atomic step.`
         ...(flags.objects !== undefined && {objects: flags.objects}),
         lockTimeout: flags['lock-timeout'],
         onProgress: (phase, done, total) => progress.update(phase, done, total),
-        onWait: () => this.logToStderr('waiting for another cfsboot command to finish…'),
+        // With --lock-timeout 0 there is no waiting: the one error line says it all.
+        ...(flags['lock-timeout'] > 0 && {
+          onWait: () => this.logToStderr('waiting for another cfsboot command to finish…'),
+        }),
       })
       progress.stop()
       this.log(

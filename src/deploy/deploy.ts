@@ -10,12 +10,12 @@
 //   5. last, the boot entry with the next generation: one rename makes it the default.
 // All of it under the sysroot lock, so gc never sees a half-imported deployment.
 
-import {createHash} from 'node:crypto'
-import {access, link, mkdir, rename, rm, stat} from 'node:fs/promises'
-import {basename, join} from 'node:path'
+import {createHash, randomBytes} from 'node:crypto'
+import {access, link, mkdir, rename, rm, rmdir, stat} from 'node:fs/promises'
+import {basename, dirname, join} from 'node:path'
 
-import {DamageError, InvalidInputError} from '../errors.js'
-import {ObjectStore} from '../store/objects.js'
+import {CfsError, DamageError, DigestMismatchError, ExitCode, InvalidInputError} from '../errors.js'
+import {ObjectStore, TEMP_PREFIX} from '../store/objects.js'
 import {acquireLock} from '../system/lock.js'
 import {FsNode} from '../tree/node.js'
 import {fsyncDir, tempPathFor, writeFileAtomic} from '../util/fs.js'
@@ -27,7 +27,7 @@ import {BootEntry, entryFileName, entryId, nextGeneration, readEntries, writeEnt
 import {carryEtc, EtcMerge} from './etc-merge.js'
 import {findKernel, readImageFile, readOsRelease} from './image-files.js'
 import {loadImage, LoadedImage, ObjectRef, referencedObjects} from './images.js'
-import {deploymentDir, imagePath, Paths} from './paths.js'
+import {deploymentDir, imagePath, Paths, requireSysroot} from './paths.js'
 
 export interface DeployOptions {
   paths: Paths
@@ -99,7 +99,7 @@ async function planImports(
     )
     missing.forEach((r, i) => {
       if (!digests[i]!.equals(digestOfPath(r.path))) {
-        throw new InvalidInputError(
+        throw new DigestMismatchError(
           `object ${r.path} in ${source} has the wrong fs-verity digest (${digests[i]!.toString('hex')})`,
         )
       }
@@ -110,39 +110,62 @@ async function planImports(
   return missing
 }
 
-/** Imports objects: a hardlink when the source is on the same filesystem, else a copy. */
+/**
+ * Imports objects: a hardlink when the source is on the same filesystem, else a copy. Every object
+ * added is recorded in `added` (as soon as it has its name) so a failed deploy can take it back.
+ */
 async function importObjects(
   missing: ObjectRef[],
   store: ObjectStore,
   source: string,
+  added: string[],
   opts: DeployOptions,
 ): Promise<number> {
   let bytes = 0
   let done = 0
+  let failed = false
+  const linkedDirs = new Set<string>()
   const queue = [...missing]
   const worker = async (): Promise<void> => {
-    for (let r = queue.pop(); r; r = queue.pop()) {
+    for (let r = queue.pop(); r && !failed; r = queue.pop()) {
       const digest = digestOfPath(r.path)
       const src = join(source, r.path)
       const dst = store.path(digest)
       let linked = false
       if (!(await exists(dst))) {
-        await mkdir(join(dst, '..'), {recursive: true})
-        const tmp = tempPathFor(dst)
+        const fanout = dirname(dst)
+        if (await mkdir(fanout, {recursive: true})) linkedDirs.add(store.dir)
+        // The store's temporary name, so an interrupted import is cleaned by gc like any other.
+        const tmp = join(fanout, `${TEMP_PREFIX}${basename(dst)}-${randomBytes(6).toString('hex')}`)
         try {
           await link(src, tmp)
           await rename(tmp, dst)
+          linkedDirs.add(fanout)
           linked = true
         } catch {
           await rm(tmp, {force: true})
         }
       }
       if (!linked) await store.importFile(src, digest)
+      added.push(dst)
       bytes += r.size
       opts.onProgress?.('import', ++done, missing.length)
     }
   }
-  await Promise.all(Array.from({length: 4}, worker))
+  // Wait for every worker even when one fails, so nothing is still writing when we clean up.
+  const stopOnFailure = async (): Promise<void> => {
+    try {
+      await worker()
+    } catch (err) {
+      failed = true
+      throw err
+    }
+  }
+  const results = await Promise.allSettled(Array.from({length: 4}, stopOnFailure))
+  const failure = results.find((r) => r.status === 'rejected')
+  if (failure) throw failure.reason
+  // The names of linked objects must be durable before anything refers to them.
+  for (const dir of linkedDirs) await fsyncDir(dir)
   await store.flush()
   return bytes
 }
@@ -152,6 +175,7 @@ async function installKernel(
   img: LoadedImage,
   paths: Paths,
   objectDirs: string[],
+  added: string[],
 ): Promise<{version: string; dir: string}> {
   const k = findKernel(img.root)
   const vmlinuz = await readImageFile(k.vmlinuz, objectDirs)
@@ -163,9 +187,15 @@ async function installKernel(
     await mkdir(paths.kernels, {recursive: true})
     const tmp = tempPathFor(dir)
     await mkdir(tmp)
-    await writeFileAtomic(join(tmp, 'vmlinuz'), vmlinuz)
-    await writeFileAtomic(join(tmp, 'initramfs.img'), initramfs)
-    await rename(tmp, dir)
+    try {
+      await writeFileAtomic(join(tmp, 'vmlinuz'), vmlinuz)
+      await writeFileAtomic(join(tmp, 'initramfs.img'), initramfs)
+      await rename(tmp, dir)
+    } catch (err) {
+      await rm(tmp, {recursive: true, force: true})
+      throw err
+    }
+    added.push(dir)
     await fsyncDir(paths.kernels)
   }
   return {version: k.version, dir: `${basename(paths.kernels)}/${name}`}
@@ -207,96 +237,144 @@ function entryFor(d: Deployment, generation: number, config: Config, triesLeft: 
 }
 
 export async function deploy(opts: DeployOptions): Promise<DeployResult> {
-  const {paths, config} = opts
-  if (!(await exists(paths.composefs))) {
-    throw new InvalidInputError(`${paths.sysroot} is not a cfsboot system (no composefs/ directory)`)
-  }
+  const {paths} = opts
+  await requireSysroot(paths)
   const img = await loadImage(opts.image)
   findKernel(img.root) // refuse an image without a kernel before taking the lock
   const lock = await acquireLock(paths.lock, {
     ...(opts.lockTimeout !== undefined && {timeout: opts.lockTimeout}),
     ...(opts.onWait && {onWait: opts.onWait}),
   })
+  // Files and directories this run created, in creation order: a deploy that fails takes them
+  // back (under the lock nothing else can refer to them yet), so a failure changes nothing.
+  const added: string[] = []
   try {
     await rm(paths.staging, {recursive: true, force: true}) // leftovers of an interrupted deploy
-    const {entries} = await readEntries(paths.entries)
-    const generation = nextGeneration(entries)
-    const dir = deploymentDir(paths, img.digest)
-
-    if (await exists(join(dir, 'deployment.json'))) {
-      // Already deployed: make it the default again, nothing else changes.
-      const d = await readDeployment(dir)
-      const old = entries.find((e) => e.digest === img.digest)
-      const entry = old ? {...old, generation} : entryFor(d, generation, config, null)
-      await mkdir(paths.entries, {recursive: true})
-      await writeEntry(paths.entries, entry)
-      return {
-        digest: img.digest,
-        existing: true,
-        generation,
-        entry: entry.file,
-        kernel: d.kernel,
-        objects: {referenced: d.objects.count, imported: 0, present: d.objects.count, bytesImported: 0},
-        etc: {mergedFrom: d.etc.mergedFrom, carried: d.etc.carried, conflicts: d.etc.conflicts},
-      }
+    return await stageAndSwitch(opts, img, added)
+  } catch (err) {
+    await undo(paths, added)
+    if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
+      throw new CfsError(
+        'ENOSPC',
+        `no space left on the device holding ${paths.sysroot} (or ${paths.bootDir}); the deploy was undone, nothing changed`,
+        ExitCode.Failure,
+      )
     }
-
-    const store = new ObjectStore(paths.objects)
-    const refs = referencedObjects(img.root)
-    const missing = await planImports(refs, store, opts.objects, opts)
-    const bytesImported = missing.length ? await importObjects(missing, store, opts.objects!, opts) : 0
-
-    await mkdir(paths.images, {recursive: true})
-    const imgFile = imagePath(paths, img.digest)
-    if (!(await exists(imgFile))) await writeFileAtomic(imgFile, img.bytes, 0o444)
-
-    const kernel = await installKernel(img, paths, [paths.objects])
-
-    const from = await mergeSource(paths, entries)
-    await mkdir(paths.staging, {recursive: true})
-    const stage = join(paths.staging, img.digest)
-    await mkdir(join(stage, 'etc', 'work'), {recursive: true})
-    const etc = await carryEtc({
-      fromUpper: from ? join(deploymentDir(paths, from), 'etc', 'upper') : null,
-      oldRoot: from ? await loadTreeOf(paths, from) : null,
-      newRoot: img.root,
-      toUpper: join(stage, 'etc', 'upper'),
-    })
-    const d: Deployment = {
-      apiVersion: 'cfsboot/v1',
-      kind: 'Deployment',
-      digest: img.digest,
-      created: new Date().toISOString(),
-      osRelease: await readOsRelease(img.root, [paths.objects]),
-      kernel,
-      pinned: false,
-      objects: {count: refs.length, bytes: refs.reduce((a, r) => a + r.size, 0)},
-      etc: {mergedFrom: from, ...etc},
-    }
-    await writeDeployment(stage, d)
-    await mkdir(paths.deployments, {recursive: true})
-    await rename(stage, dir)
-    await fsyncDir(paths.deployments)
-
-    const entry = entryFor(d, generation, config, config.tries > 0 ? config.tries : null)
-    await mkdir(paths.entries, {recursive: true})
-    await writeEntry(paths.entries, entry)
-    return {
-      digest: img.digest,
-      existing: false,
-      generation,
-      entry: entry.file,
-      kernel,
-      objects: {
-        referenced: refs.length,
-        imported: missing.length,
-        present: refs.length - missing.length,
-        bytesImported,
-      },
-      etc: {mergedFrom: from, ...etc},
-    }
+    throw err
   } finally {
     lock.release()
+  }
+}
+
+/** Removes what a failed deploy created, newest first, and its staging and temporary files. */
+async function undo(paths: Paths, added: string[]): Promise<void> {
+  try {
+    for (const p of added.reverse()) await rm(p, {recursive: true, force: true})
+    await rm(paths.staging, {recursive: true, force: true})
+    await new ObjectStore(paths.objects).cleanTemporary()
+  } catch {
+    // Best effort: what is left is unreferenced, and the next gc removes it.
+  }
+}
+
+/** Writes the entry that makes the deployment the default. */
+async function switchTo(paths: Paths, entry: BootEntry, added: string[]): Promise<void> {
+  try {
+    await writeEntry(paths.entries, entry)
+  } catch (err) {
+    // Failing after the rename (fsync of the directory) leaves the entry in place: then what it
+    // refers to must stay.
+    if (await exists(join(paths.entries, entry.file))) added.length = 0
+    throw err
+  }
+}
+
+async function stageAndSwitch(opts: DeployOptions, img: LoadedImage, added: string[]): Promise<DeployResult> {
+  const {paths, config} = opts
+  const {entries} = await readEntries(paths.entries)
+  const generation = nextGeneration(entries)
+  const dir = deploymentDir(paths, img.digest)
+
+  // Objects first, also for a deployment that exists already: it may have lost objects that
+  // fsck --repair removed, and deploying it again with --objects fetches them back.
+  const store = new ObjectStore(paths.objects)
+  const refs = referencedObjects(img.root)
+  const missing = await planImports(refs, store, opts.objects, opts)
+  const bytesImported = missing.length ? await importObjects(missing, store, opts.objects!, added, opts) : 0
+  const objects = {
+    referenced: refs.length,
+    imported: missing.length,
+    present: refs.length - missing.length,
+    bytesImported,
+  }
+
+  await mkdir(paths.images, {recursive: true})
+  const imgFile = imagePath(paths, img.digest)
+  if (!(await exists(imgFile))) {
+    await writeFileAtomic(imgFile, img.bytes, 0o444)
+    added.push(imgFile)
+  }
+
+  const kernel = await installKernel(img, paths, [paths.objects], added)
+
+  if (await exists(join(dir, 'deployment.json'))) {
+    // Already deployed: make it the default again, nothing else changes.
+    const d = await readDeployment(dir)
+    const old = entries.find((e) => e.digest === img.digest)
+    const entry = old ? {...old, generation} : entryFor(d, generation, config, null)
+    await mkdir(paths.entries, {recursive: true})
+    await switchTo(paths, entry, added)
+    return {
+      digest: img.digest,
+      existing: true,
+      generation,
+      entry: entry.file,
+      kernel: d.kernel,
+      objects,
+      etc: {mergedFrom: d.etc.mergedFrom, carried: d.etc.carried, conflicts: d.etc.conflicts},
+    }
+  }
+
+  const from = await mergeSource(paths, entries)
+  await mkdir(paths.staging, {recursive: true})
+  const stage = join(paths.staging, img.digest)
+  await mkdir(join(stage, 'etc', 'work'), {recursive: true})
+  const etc = await carryEtc({
+    fromUpper: from ? join(deploymentDir(paths, from), 'etc', 'upper') : null,
+    oldRoot: from ? await loadTreeOf(paths, from) : null,
+    newRoot: img.root,
+    toUpper: join(stage, 'etc', 'upper'),
+  })
+  const d: Deployment = {
+    apiVersion: 'cfsboot/v1',
+    kind: 'Deployment',
+    digest: img.digest,
+    created: new Date().toISOString(),
+    osRelease: await readOsRelease(img.root, [paths.objects]),
+    kernel,
+    pinned: false,
+    objects: {count: refs.length, bytes: refs.reduce((a, r) => a + r.size, 0)},
+    etc: {mergedFrom: from, ...etc},
+  }
+  await writeDeployment(stage, d)
+  await mkdir(paths.deployments, {recursive: true})
+  await rename(stage, dir)
+  added.push(dir)
+  await fsyncDir(paths.deployments)
+  await rmdir(paths.staging) // empty now; a staging/ that exists means an interrupted command
+
+  // The switch: after this write the new deployment is the default; nothing below may fail.
+  const entry = entryFor(d, generation, config, config.tries > 0 ? config.tries : null)
+  await mkdir(paths.entries, {recursive: true})
+  await switchTo(paths, entry, added)
+  return {
+    digest: img.digest,
+    existing: false,
+    generation,
+    entry: entry.file,
+    kernel,
+    objects,
+    etc: {mergedFrom: from, ...etc},
   }
 }
 

@@ -17,7 +17,7 @@ import {DigestPool} from '../verity/pool.js'
 import {Config} from './config.js'
 import {removeEntry} from './entries.js'
 import {loadImage, referencedObjects} from './images.js'
-import {imagePath, Paths} from './paths.js'
+import {imagePath, Paths, requireSysroot} from './paths.js'
 import {viewSysroot} from './view.js'
 
 export interface FsckProblem {
@@ -54,6 +54,7 @@ export async function fsck(opts: {
   const {paths} = opts
   const damage: FsckProblem[] = []
   const notes: string[] = []
+  await requireSysroot(paths)
   // Checking needs no lock (every write is atomic), repairing does.
   let lock: Lock | null = null
   if (opts.repair)
@@ -158,7 +159,7 @@ export async function fsck(opts: {
       if (!liveImages.has(name))
         notes.push(`image ${name.slice(0, 12)} belongs to no deployment (gc removes it)`)
     }
-    if (await exists(paths.staging))
+    if ((await readdir(paths.staging).catch(() => [])).length)
       notes.push('staging/ holds leftovers of an interrupted command (gc removes them)')
 
     return {

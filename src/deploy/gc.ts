@@ -16,7 +16,7 @@ import {fsyncDir} from '../util/fs.js'
 import {Config} from './config.js'
 import {removeEntry} from './entries.js'
 import {loadImage, referencedObjects} from './images.js'
-import {imagePath, isDigest, Paths} from './paths.js'
+import {imagePath, isDigest, Paths, requireSysroot} from './paths.js'
 import {removeDeploymentDir} from './undeploy.js'
 import {viewSysroot} from './view.js'
 
@@ -58,6 +58,7 @@ export async function gc(opts: {
 }): Promise<GcResult> {
   const {paths} = opts
   const dryRun = opts.dryRun ?? false
+  await requireSysroot(paths)
   const lock = await acquireLock(
     paths.lock,
     opts.lockTimeout !== undefined ? {timeout: opts.lockTimeout} : {},

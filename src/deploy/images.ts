@@ -25,7 +25,10 @@ export interface ObjectRef {
 }
 
 export async function loadImage(path: string): Promise<LoadedImage> {
-  const st = await stat(path)
+  const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') throw new InvalidInputError(`${path}: no such image file`)
+    throw err
+  })
   if (!st.isFile()) throw new InvalidInputError(`${path}: not an image file`)
   if (st.size > MAX_IMAGE_SIZE)
     throw new InvalidInputError(`${path}: too large for a composefs image (${st.size} bytes)`)

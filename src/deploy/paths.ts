@@ -1,7 +1,10 @@
 // Where everything lives on the physical root (docs/design.md draws the tree). One place for
 // every path and name, so the deploy verbs, GC, fsck and the initramfs agree.
 
+import {stat} from 'node:fs/promises'
 import {join} from 'node:path'
+
+import {InvalidInputError} from '../errors.js'
 
 export const DEFAULT_SYSROOT = '/sysroot'
 export const DEFAULT_CONFIG = '/etc/cfsboot/cfsboot.conf'
@@ -51,3 +54,14 @@ export const deploymentDir = (p: Paths, digest: string): string => join(p.deploy
 
 const HEX64 = /^[0-9a-f]{64}$/
 export const isDigest = (s: string): boolean => HEX64.test(s)
+
+/**
+ * Refuses a directory that is not a cfsboot physical root (no composefs/), before anything is
+ * read or written there (taking the lock would otherwise create files in it).
+ */
+export async function requireSysroot(p: Paths): Promise<void> {
+  const st = await stat(p.composefs).catch(() => null)
+  if (!st?.isDirectory()) {
+    throw new InvalidInputError(`${p.sysroot} is not a cfsboot system (no composefs/ directory)`)
+  }
+}

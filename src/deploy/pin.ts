@@ -4,7 +4,7 @@ import {InvalidInputError} from '../errors.js'
 import {acquireLock} from '../system/lock.js'
 import {Config} from './config.js'
 import {writeDeployment} from './deployments.js'
-import {deploymentDir, Paths} from './paths.js'
+import {deploymentDir, Paths, requireSysroot} from './paths.js'
 import {selectDeployment, viewSysroot} from './view.js'
 
 export async function setPinned(opts: {
@@ -14,6 +14,7 @@ export async function setPinned(opts: {
   pinned: boolean
   lockTimeout?: number
 }): Promise<{digest: string; pinned: boolean; changed: boolean}> {
+  await requireSysroot(opts.paths)
   const lock = await acquireLock(
     opts.paths.lock,
     opts.lockTimeout !== undefined ? {timeout: opts.lockTimeout} : {},

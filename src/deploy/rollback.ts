@@ -5,7 +5,7 @@ import {CfsError, ExitCode} from '../errors.js'
 import {acquireLock} from '../system/lock.js'
 import {Config} from './config.js'
 import {nextGeneration, readEntries, writeEntry} from './entries.js'
-import {Paths} from './paths.js'
+import {Paths, requireSysroot} from './paths.js'
 import {viewSysroot} from './view.js'
 
 export interface RollbackResult {
@@ -21,6 +21,7 @@ export async function rollback(opts: {
   config: Config
   lockTimeout?: number
 }): Promise<RollbackResult> {
+  await requireSysroot(opts.paths)
   const lock = await acquireLock(
     opts.paths.lock,
     opts.lockTimeout !== undefined ? {timeout: opts.lockTimeout} : {},

@@ -2,7 +2,7 @@
 // schema docs/schemas/status.json (checked in the tests).
 
 import {Config} from './config.js'
-import {Paths} from './paths.js'
+import {Paths, requireSysroot} from './paths.js'
 import {viewSysroot} from './view.js'
 
 export interface StatusDeployment {
@@ -36,6 +36,7 @@ export interface Status {
 }
 
 export async function status(opts: {paths: Paths; config: Config}): Promise<Status> {
+  await requireSysroot(opts.paths)
   const view = await viewSysroot(opts.paths, opts.config)
   return {
     apiVersion: 'cfsboot/v1',

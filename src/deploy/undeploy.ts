@@ -2,7 +2,7 @@
 // the boot loader never sees an entry whose deployment is half gone; its image and objects are
 // left to gc, which knows whether other deployments still use them.
 
-import {rename, rm, mkdir} from 'node:fs/promises'
+import {mkdir, rename, rm, rmdir} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {CfsError, ExitCode, InvalidInputError} from '../errors.js'
@@ -10,7 +10,7 @@ import {acquireLock} from '../system/lock.js'
 import {fsyncDir} from '../util/fs.js'
 import {Config} from './config.js'
 import {removeEntry} from './entries.js'
-import {deploymentDir, Paths} from './paths.js'
+import {deploymentDir, Paths, requireSysroot} from './paths.js'
 import {selectDeployment, viewSysroot} from './view.js'
 
 /** Removes a deployment directory by first moving it out of deployments/ (one atomic step). */
@@ -21,6 +21,7 @@ export async function removeDeploymentDir(paths: Paths, digest: string): Promise
   await rename(deploymentDir(paths, digest), trash)
   await fsyncDir(paths.deployments)
   await rm(trash, {recursive: true, force: true})
+  await rmdir(paths.staging).catch(() => undefined) // unless something else is left there
 }
 
 export async function undeploy(opts: {
@@ -29,6 +30,7 @@ export async function undeploy(opts: {
   which: string
   lockTimeout?: number
 }): Promise<{digest: string}> {
+  await requireSysroot(opts.paths)
   const lock = await acquireLock(
     opts.paths.lock,
     opts.lockTimeout !== undefined ? {timeout: opts.lockTimeout} : {},
