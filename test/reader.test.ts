@@ -353,6 +353,21 @@ describe('hostile images', () => {
     refuses(img, /data blocks shared between inodes/)
   })
 
+  it('fuzz: a NUL byte inside a symlink target is refused, not cut short', () => {
+    const img = valid()
+    img[inodeAt(img, lookupNid(img, '/s')).tailOffset + 1] = 0
+    refuses(img, /NUL byte in a symlink target/)
+  })
+
+  it('fuzz: a NUL byte inside a redirect is refused, not cut short', () => {
+    const img = valid()
+    const big = inodeAt(img, lookupNid(img, '/big'))
+    const at = img.indexOf(Buffer.from('/42/4242'), big.xattrOffset)
+    assert.ok(at > 0 && at < big.tailOffset)
+    img[at + 5] = 0
+    refuses(img, /NUL byte in a redirect/)
+  })
+
   it('an invalid file type is refused', () => {
     const img = valid()
     img.writeUInt16LE(0o170644, inodeAt(img, lookupNid(img, '/a/f')).offset + Compact.mode)

@@ -431,7 +431,7 @@ class Reader {
       if (size > this.limits.maxSymlinkLength)
         fail(`symlink target longer than ${this.limits.maxSymlinkLength}`, nid)
       this.countData(nid, size)
-      node.payload = untilNul(byteString(data.read('symlink target')))
+      node.payload = noNul(byteString(data.read('symlink target')), 'symlink target', nid)
     } else if (type === S_IFREG && size > 0) {
       if (layout === Layout.chunkBased) {
         // Content lives in an object; the chunk map holds only null addresses (not read).
@@ -554,7 +554,7 @@ class Reader {
       if (type === S_IFREG) {
         let payload = byteString(value)
         if (payload.length > 1 && payload.startsWith('/')) payload = payload.slice(1)
-        payload = untilNul(payload)
+        payload = noNul(payload, 'redirect', nid)
         if (payload.length > this.limits.maxPayloadLength) fail('redirect payload too long', nid)
         node.payload = payload
       }
@@ -647,9 +647,10 @@ class DataLocator {
   }
 }
 
-function untilNul(s: string): string {
-  const z = s.indexOf('\0')
-  return z < 0 ? s : s.slice(0, z)
+/** Paths never hold NUL bytes (upstream would silently cut there; a NUL means damage). */
+function noNul(s: string, what: string, nid: number): string {
+  if (s.includes('\0')) fail(`NUL byte in a ${what}`, nid)
+  return s
 }
 
 /** Parses a composefs image into a tree. Throws InvalidInputError on anything malformed. */
