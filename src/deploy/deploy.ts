@@ -125,6 +125,11 @@ async function importObjects(
   let done = 0
   let failed = false
   const linkedDirs = new Set<string>()
+  // Fan-out dirs this import creates are taken back with it on failure (recorded before their
+  // objects, so the undo, newest first, empties them first).
+  for (const fanout of new Set(missing.map((r) => dirname(store.path(digestOfPath(r.path)))))) {
+    if (!(await exists(fanout))) added.push(fanout)
+  }
   const queue = [...missing]
   const worker = async (): Promise<void> => {
     for (let r = queue.pop(); r && !failed; r = queue.pop()) {
