@@ -526,6 +526,68 @@ describe('install to-disk safety', {skip: SKIP}, () => {
     assert.equal(existsSync(fresh), false)
   })
 
+  test('with --wipe --yes a disk with data is erased and installed; the result lists what was erased', async () => {
+    const r = await install(loop, '--wipe', '--yes', '--json')
+    assert.equal(r.code, 0, r.stderr)
+    const res = parseJson<InstallResult>(r)
+    assert.equal(schemaErrors('install', res), '')
+    assert.equal(res.target.kind, 'block-device')
+    assert.equal(res.target.device, loop)
+    assert.deepEqual(
+      res.erased?.partitions.map((p) => [p.number, p.name, p.filesystem, p.label]),
+      [
+        [1, 'cfsboot-esp', null, null],
+        [2, 'cfsboot-root', 'ext4', 'precious'],
+      ],
+    )
+    assert.match(r.stderr, /This erases everything on:/)
+    assert.notEqual(sha256(disk), hashBefore)
+    const again = await refreshPartitions(await describeBlockDevice(loop), 2)
+    run('fsck.vfat', ['-n', again[0]!.node])
+    run('e2fsck', ['-fn', again[1]!.node])
+    assert.match(run('blkid', ['-p', '-o', 'export', again[1]!.node]), /LABEL=cfsboot-root/)
+  })
+
+  test('SIGTERM in the middle stops at the next step and cleans up: no mount, no loop device, no file', async () => {
+    const file = join(work, 'interrupted.img')
+    const child = spawn(
+      process.execPath,
+      [
+        RUN_JS,
+        'install',
+        'to-disk',
+        '--via-loopback',
+        file,
+        '--size',
+        '160M',
+        '--esp-size',
+        '64M',
+        '--image',
+        v1.image,
+        '--objects',
+        v1.objects,
+      ],
+      {
+        cwd: REPO,
+        env: {...process.env, CFSBOOT_RUN_DIR: join(work, 'run')},
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
+    let stderr = ''
+    let sent = false
+    const done = new Promise<number | null>((res) => child.on('close', res))
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString()
+      if (!sent && stderr.includes('making ext4')) sent = child.kill('SIGTERM')
+    })
+    const code = await done
+    assert.equal(code, 1, stderr)
+    assert.match(stderr, /interrupted by SIGTERM; cleaned up/)
+    assert.equal(existsSync(file), false)
+    assert.equal((await loopBackingFiles()).has(file), false)
+    assert.doesNotMatch(readFileSync('/proc/self/mountinfo', 'utf8'), /cfsboot-install-/)
+  })
+
   test('an existing disk image file is replaced only with --yes', async () => {
     const file = join(work, 'old.img')
     writeFileSync(file, 'important bytes')

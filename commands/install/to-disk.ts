@@ -94,9 +94,16 @@ when stdin is not a terminal). See docs/commands/install.md.`
       )
     }
     const rl = createInterface({input: process.stdin, output: process.stderr})
+    // Ctrl-C at the prompt means no (readline would otherwise just pause and leave us hanging).
+    const abort = new AbortController()
+    rl.on('SIGINT', () => abort.abort())
     try {
-      const answer = await rl.question(`Type "yes" to erase ${plan.target} (${formatBytes(plan.size)}): `)
+      const answer = await rl.question(`Type "yes" to erase ${plan.target} (${formatBytes(plan.size)}): `, {
+        signal: abort.signal,
+      })
       return answer.trim() === 'yes'
+    } catch {
+      return false
     } finally {
       rl.close()
     }

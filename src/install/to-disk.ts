@@ -237,8 +237,35 @@ async function writeDisk(
   }
 }
 
+/** Signals that stop an install at the next step, after cleaning up (instead of killing it mid-way). */
+const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
+
+/**
+ * Installs; a SIGINT, SIGTERM or SIGHUP stops it at the next step boundary (each progress line)
+ * with the usual cleanup — unmount, detach, remove a new image file — instead of leaving mounts
+ * and loop devices behind. A tool running at that moment finishes (or dies of the same Ctrl-C).
+ */
 export async function installToDisk(opts: ToDiskOptions): Promise<InstallResult> {
+  let stopped: NodeJS.Signals | null = null
+  const onSignal = (sig: NodeJS.Signals): void => {
+    stopped = sig
+  }
+  for (const s of STOP_SIGNALS) process.on(s, onSignal)
   const log = opts.log ?? (() => undefined)
+  const step = (line: string): void => {
+    if (stopped) {
+      throw new CfsError('EINTERRUPTED', `interrupted by ${stopped}; cleaned up, the target is incomplete`)
+    }
+    log(line)
+  }
+  try {
+    return await install(opts, step)
+  } finally {
+    for (const s of STOP_SIGNALS) process.off(s, onSignal)
+  }
+}
+
+async function install(opts: ToDiskOptions, log: (line: string) => void): Promise<InstallResult> {
   if (!!opts.device === !!opts.loopback)
     throw new CfsError('EUSAGE', 'give either DEVICE or --via-loopback FILE', ExitCode.Usage)
 
