@@ -506,6 +506,24 @@ describe('install to-disk safety', {skip: SKIP}, () => {
     assert.match(r.stderr, /--size is too small: 48\.0 MiB/)
     assert.equal(existsSync(fresh), false)
 
+    r = await cli([
+      'install',
+      'to-disk',
+      '--via-loopback',
+      fresh,
+      '--size',
+      '160M',
+      '--esp-size',
+      '16M',
+      '--image',
+      v1.image,
+      '--objects',
+      v1.objects,
+    ])
+    assert.equal(r.code, 3)
+    assert.match(r.stderr, /--esp-size 16\.0 MiB is too small for FAT32/)
+    assert.equal(existsSync(fresh), false)
+
     const broken = join(work, 'broken-objects')
     run('cp', ['-a', v1.objects, broken])
     rmSync(join(broken, v1.objectPaths[0]!))

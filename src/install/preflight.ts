@@ -24,6 +24,7 @@ import {
   rootDisks,
   swapSources,
 } from '../system/disk.js'
+import {MIN_FAT32_BYTES} from '../system/fat.js'
 import {ESP_RESERVE, formatBytes, MAX_IMAGE_FILE_SIZE} from './partition.js'
 
 /** A refused target: exit code 3 like any other bad input, with its own code for scripts. */
@@ -137,6 +138,11 @@ export function checkLargeEnough(what: string, size: number, needed: number, det
 }
 
 export function checkEspFits(espSize: number, kernelBytes: number, bootLoaderBytes: number): void {
+  if (espSize < MIN_FAT32_BYTES) {
+    throw new InvalidInputError(
+      `--esp-size ${formatBytes(espSize)} is too small for FAT32 (at least ${formatBytes(MIN_FAT32_BYTES)})`,
+    )
+  }
   const needed = kernelBytes + bootLoaderBytes * 2 + ESP_RESERVE
   if (espSize < needed) {
     throw new InvalidInputError(
