@@ -55,10 +55,12 @@ export async function fsck(opts: {
   const damage: FsckProblem[] = []
   const notes: string[] = []
   await requireSysroot(paths)
-  // Checking needs no lock (every write is atomic), repairing does.
-  let lock: Lock | null = null
-  if (opts.repair)
-    lock = await acquireLock(paths.lock, opts.lockTimeout !== undefined ? {timeout: opts.lockTimeout} : {})
+  // Always under the lock: a deploy or gc running meanwhile would make objects look missing
+  // (listed before a deploy added them, or deleted by gc after the deployments were read).
+  const lock: Lock = await acquireLock(
+    paths.lock,
+    opts.lockTimeout !== undefined ? {timeout: opts.lockTimeout} : {},
+  )
   try {
     // Every object's digest, on all cores.
     const store = new ObjectStore(paths.objects)
@@ -170,6 +172,6 @@ export async function fsck(opts: {
       notes,
     }
   } finally {
-    lock?.release()
+    lock.release()
   }
 }

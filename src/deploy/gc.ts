@@ -9,6 +9,7 @@
 import {lstat, readdir, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
+import {DamageError, oneLine} from '../errors.js'
 import {ObjectStore} from '../store/objects.js'
 import {acquireLock} from '../system/lock.js'
 import {objectPath} from '../tree/node.js'
@@ -85,8 +86,15 @@ export async function gc(opts: {
     const keptKernels = new Set(kept.map((d) => d.deployment.kernel.dir.split('/').pop()!))
     const keptObjects = new Set<string>()
     for (const digest of keptImages) {
-      // A kept image that cannot be read is damage for fsck to report; gc must then not guess.
-      const img = await loadImage(imagePath(paths, digest))
+      // A kept image that cannot be read is damage; gc must then not guess what it needs.
+      let img
+      try {
+        img = await loadImage(imagePath(paths, digest))
+      } catch (err) {
+        throw new DamageError(
+          `kept deployment ${digest.slice(0, 12)}: its image is unreadable (${oneLine(err)}); run cfsboot fsck`,
+        )
+      }
       for (const r of referencedObjects(img.root)) keptObjects.add(r.path)
     }
 
