@@ -34,7 +34,8 @@ fi
 
 mkdir -p "$D/lists/partial"
 echo "deb $MIRROR bookworm-backports main" > "$D/bpo.list"
-O="-o Dir::Etc::SourceList=$D/bpo.list -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists=$D/lists"
+# (APT::Sandbox::User=root: the download dir is root's, the _apt user could not write it.)
+O="-o Dir::Etc::SourceList=$D/bpo.list -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists=$D/lists -o APT::Sandbox::User=root"
 # shellcheck disable=SC2086 # $O is a list of options
 apt-get $O -qq update
 
