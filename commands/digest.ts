@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../src/cli/base.js'
-import {digestPaths, DigestResult, describeReadError} from '../src/verity/digest-files.js'
+import {digestLine, digestPaths, DigestResult, describeReadError} from '../src/verity/digest-files.js'
 import {InvalidInputError} from '../src/errors.js'
 
 export default class Digest extends BaseCommand {
@@ -36,9 +36,8 @@ stops the command with one error line (exit code 3) after the files before it we
     const files: DigestResult['files'] = []
     for (const o of outcomes) {
       if ('error' in o) throw new InvalidInputError(`cannot digest ${o.path}: ${describeReadError(o.error)}`)
-      const hex = o.digest.toString('hex')
-      files.push({path: o.path as string, digest: hex, size: o.size})
-      this.log(flags.compact ? hex : `sha256:${hex} ${o.path as string}`)
+      files.push({path: o.path as string, digest: o.digest.toString('hex'), size: o.size})
+      if (!this.jsonEnabled()) process.stdout.write(digestLine(o, flags.compact))
     }
     return {files}
   }

@@ -381,6 +381,26 @@ describe('cfsboot digest', () => {
     assert.equal(cli('--compact', ...paths).stdout, run('fsverity', ['digest', '--compact', ...paths]))
   })
 
+  it('the oclif command prints what the fast path of bin/run.js prints', () => {
+    // bin/run.js answers plain `digest` calls before loading oclif; run the oclif command itself.
+    const root = fileURLToPath(new URL('../..', import.meta.url))
+    const script = `import {execute} from '@oclif/core'
+await execute({dir: ${JSON.stringify(BIN)}, args: JSON.parse(process.argv[1])})`
+    for (const flags of [[], ['--compact']]) {
+      const args = ['digest', ...flags, a.path, b.path, c.path]
+      const viaOclif = spawnSync(
+        process.execPath,
+        ['--input-type=module', '-e', script, JSON.stringify(args)],
+        {
+          cwd: root,
+          encoding: 'utf8',
+        },
+      )
+      assert.equal(viaOclif.status, 0, viaOclif.stderr)
+      assert.equal(viaOclif.stdout, cli(...flags, a.path, b.path, c.path).stdout)
+    }
+  })
+
   it('--json gives path, digest and size', () => {
     const r = cli(a.path, c.path, '--json')
     assert.equal(r.status, 0, r.stderr)

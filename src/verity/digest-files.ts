@@ -1,12 +1,10 @@
 // What `cfsboot digest` does: digest the files given on the command line, each file's outcome in
-// order. The process has nothing else to do, so its main thread hashes too; and when there is
-// little to hash, no worker is started at all (starting one costs more than hashing a few MiB).
-import {statSync} from 'node:fs'
-
-import {DigestOutcome, DigestPool} from './pool.js'
-
-/** Below this many bytes in all, the main thread alone is faster than starting workers. */
-export const WORKERS_FROM_BYTES = 16 * 1024 * 1024
+// order. The process has nothing else to do, so its main thread hashes too; when there is little
+// to hash no worker is started at all (starting one costs more than hashing a few MiB); and work
+// that bin/run.js started before the CLI had loaded (early.ts) is adopted, not redone.
+import {takeEarlyDigests} from './early.js'
+import {DigestOutcome, DigestPool, FilePath} from './pool.js'
+import {totalSize, WORKERS_FROM_BYTES} from './sizes.js'
 
 export interface DigestResult {
   files: {path: string; digest: string; size: number}[]
@@ -14,6 +12,15 @@ export interface DigestResult {
 
 /** The digests of `paths`, in order; a file that cannot be read has an error instead. */
 export async function digestPaths(paths: string[], opts: {threads?: number} = {}): Promise<DigestOutcome[]> {
+  const early = opts.threads === undefined ? takeEarlyDigests(paths) : undefined
+  if (early) {
+    early.pool.helpOnMainThread()
+    try {
+      return await keepingProcessAlive(early.outcomes)
+    } finally {
+      await early.pool.close()
+    }
+  }
   const threads = opts.threads ?? (totalSize(paths) < WORKERS_FROM_BYTES ? 0 : undefined)
   const pool = new DigestPool(threads === undefined ? {mainThread: true} : {threads, mainThread: true})
   try {
@@ -23,14 +30,20 @@ export async function digestPaths(paths: string[], opts: {threads?: number} = {}
   }
 }
 
-/** The sum of the sizes of the regular files in `paths` (the others are the pool's to report). */
-function totalSize(paths: string[]): number {
-  let total = 0
-  for (const p of paths) {
-    const st = statSync(p, {throwIfNoEntry: false})
-    if (st?.isFile()) total += st.size
+/** Awaits `p` with a timer holding the event loop open (the early pool's workers do not). */
+export async function keepingProcessAlive<T>(p: Promise<T>): Promise<T> {
+  const timer = setInterval(() => {}, 1 << 30)
+  try {
+    return await p
+  } finally {
+    clearInterval(timer)
   }
-  return total
+}
+
+/** The line `fsverity digest` prints for a file: "sha256:<hex> <path>", or the hex alone. */
+export function digestLine(o: {path: FilePath; digest: Buffer}, compact: boolean): string {
+  const hex = o.digest.toString('hex')
+  return compact ? `${hex}\n` : `sha256:${hex} ${String(o.path)}\n`
 }
 
 const READ_ERRORS: Record<string, string> = {

@@ -3,7 +3,7 @@
 // be hashed while it is still in the CPU cache.
 import {closeSync, constants, fstatSync, openSync, readSync} from 'node:fs'
 
-import {BLOCK_SIZE, FsVerityHasher, HASH_SIZE, LEVEL1_SPAN, sha256Into} from './merkle.js'
+import {BLOCK_SIZE, FsVerityHasher, HASH_SIZE, LEVEL1_SPAN, sha256Latin1} from './merkle.js'
 
 /**
  * Bytes per read(): a multiple of 512 KiB (one level-1 group). 512 KiB and 1 MiB cost the least
@@ -93,7 +93,14 @@ export function level1OfRange(
   const outBuf = Buffer.from(out.buffer, out.byteOffset, out.length)
   let outOff = 0
   const group = Buffer.alloc(BLOCK_SIZE) // the level-1 block being filled
-  let groupFill = 0
+  let hashes = '' // its hashes so far, latin1 (see sha256Latin1)
+  const flushGroup = (): void => {
+    group.write(hashes, 0, hashes.length, 'latin1')
+    group.fill(0, hashes.length) // only the file's last group is partial
+    outBuf.write(sha256Latin1(group), outOff, HASH_SIZE, 'latin1')
+    outOff += HASH_SIZE
+    hashes = ''
+  }
   const readSize = bb.buf.length
   for (let pos = start; pos < end; pos += readSize) {
     const want = Math.min(readSize, end - pos)
@@ -103,19 +110,10 @@ export function level1OfRange(
     const nBlocks = Math.ceil(n / BLOCK_SIZE)
     if (n % BLOCK_SIZE !== 0) bb.buf.fill(0, n, nBlocks * BLOCK_SIZE) // the file's last block
     for (let b = 0; b < nBlocks; b++) {
-      sha256Into(bb.blocks[b]!, group, groupFill)
-      groupFill += HASH_SIZE
-      if (groupFill === BLOCK_SIZE) {
-        sha256Into(group, outBuf, outOff)
-        outOff += HASH_SIZE
-        groupFill = 0
-      }
+      hashes += sha256Latin1(bb.blocks[b]!)
+      if (hashes.length === BLOCK_SIZE) flushGroup()
     }
   }
-  if (groupFill > 0) {
-    group.fill(0, groupFill)
-    sha256Into(group, outBuf, outOff)
-    outOff += HASH_SIZE
-  }
+  if (hashes.length > 0) flushGroup()
   return out
 }

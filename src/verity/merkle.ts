@@ -25,15 +25,16 @@ const FS_VERITY_HASH_ALG_SHA256 = 1
 const ZERO_HASH = Buffer.alloc(HASH_SIZE)
 
 /**
- * SHA-256 of `data` written as raw bytes into `out` at `offset`.
+ * SHA-256 of `data` as a 32-character latin1 ("binary") string, one character per byte.
  *
- * crypto.hash() with a 'binary' (latin1) result is the fastest way node:crypto offers to hash many small
- * buffers (measured ~10% faster than a 'buffer' result, which allocates a backing store per
- * call, and ~30% faster than a createHash() object per block); latin1 maps bytes to characters
- * one to one, so writing the string back gives the digest's bytes.
+ * crypto.hash() with a string result is the fastest way node:crypto offers to hash many small
+ * buffers: measured here, a 'buffer' result (a new backing store per call) is ~20% slower and a
+ * createHash() object per block ~30% slower. Callers gather the strings of a whole block of
+ * hashes and write them into a Buffer at once (latin1 maps characters back to the same bytes),
+ * a few % faster again than one write per hash.
  */
-export function sha256Into(data: Uint8Array, out: Buffer, offset: number): void {
-  out.write(hash('sha256', data, 'binary'), offset, HASH_SIZE, 'latin1')
+export function sha256Latin1(data: Uint8Array): string {
+  return hash('sha256', data, 'binary')
 }
 
 /**
@@ -44,20 +45,30 @@ export function sha256Into(data: Uint8Array, out: Buffer, offset: number): void 
  */
 export class MerkleLevels {
   private readonly block = Buffer.alloc(BLOCK_SIZE)
+  /** Bytes of `block` in use, not counting `pending`. */
   private fill = 0
+  /** Hashes added by addHashOf() and not yet copied into `block` (latin1). */
+  private pending = ''
   private count = 0
   private parent: MerkleLevels | undefined
 
   /** Adds the next hash of this level (32 bytes of `src` at `offset`). */
   add(src: Uint8Array, offset = 0): void {
+    this.flushPending()
     this.block.set(src.subarray(offset, offset + HASH_SIZE), this.fill)
-    this.advance()
+    this.fill += HASH_SIZE
+    this.count++
+    if (this.fill === BLOCK_SIZE) this.pushBlock()
   }
 
-  /** Adds the SHA-256 of `data` as the next hash of this level, without an intermediate copy. */
+  /** Adds the SHA-256 of `data` as the next hash of this level. */
   addHashOf(data: Uint8Array): void {
-    sha256Into(data, this.block, this.fill)
-    this.advance()
+    this.pending += sha256Latin1(data)
+    this.count++
+    if (this.fill + this.pending.length === BLOCK_SIZE) {
+      this.flushPending()
+      this.pushBlock()
+    }
   }
 
   /** Adds every 32-byte hash held in `hashes` (its length a multiple of 32). */
@@ -70,14 +81,18 @@ export class MerkleLevels {
     return this.count
   }
 
-  private advance(): void {
-    this.count++
-    this.fill += HASH_SIZE
-    if (this.fill === BLOCK_SIZE) {
-      this.parent ??= new MerkleLevels()
-      this.parent.addHashOf(this.block)
-      this.fill = 0
-    }
+  private flushPending(): void {
+    if (this.pending.length === 0) return
+    this.block.write(this.pending, this.fill, this.pending.length, 'latin1')
+    this.fill += this.pending.length
+    this.pending = ''
+  }
+
+  /** The block is full: its hash goes to the level above. */
+  private pushBlock(): void {
+    this.parent ??= new MerkleLevels()
+    this.parent.addHashOf(this.block)
+    this.fill = 0
   }
 
   /**
@@ -86,13 +101,12 @@ export class MerkleLevels {
    * partial block, zero-padded, has been hashed into it.
    */
   finish(): Buffer {
+    this.flushPending()
     if (this.count === 0) return Buffer.from(ZERO_HASH)
     if (this.count === 1) return Buffer.from(this.block.subarray(0, HASH_SIZE))
     if (this.fill > 0) {
       this.block.fill(0, this.fill)
-      this.parent ??= new MerkleLevels()
-      this.parent.addHashOf(this.block)
-      this.fill = 0
+      this.pushBlock()
     }
     return this.parent!.finish()
   }

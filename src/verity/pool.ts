@@ -30,20 +30,28 @@ const MIN_RANGE = 2 * 1024 * 1024
 const MAX_RANGE = 16 * 1024 * 1024
 /** A range is about this fraction of what remains per thread: ranges shrink near the end. */
 const RANGES_PER_THREAD_LEFT = 4
-/** Tasks handed to a worker at once: the next one is there when the current one ends. */
-const DEPTH_PER_WORKER = 2
-/** Deeper when the main thread hashes too, as it answers workers only between its own tasks. */
-const DEPTH_WITH_MAIN_THREAD = 3
+/**
+ * Tasks handed to a worker at once: the next ones are there when the current one ends, even when
+ * the main thread is busy (hashing itself, or loading the CLI) and answers only now and then.
+ */
+const DEPTH_PER_WORKER = 3
 /** Small-file batches: enough batches for load balance, few enough thread hops. */
 const MAX_BATCH = 64
 const BATCHES_PER_THREAD = 8
 export const MAX_THREADS = 64
+/** Workers that die before they are up, after which the pool stops starting new ones. */
+const MAX_START_FAILURES = 3
 
 export interface DigestPoolOptions {
   /** Worker threads; default: os.availableParallelism(). */
   threads?: number
   /** The calling thread hashes queued work too (blocking its event loop for ~10 ms at a time). */
   mainThread?: boolean
+  /**
+   * Whether busy workers keep the process alive (default true). False is for work started
+   * speculatively (see early.ts): whoever awaits the result must then keep the process alive.
+   */
+  keepProcessAlive?: boolean
 }
 
 /** One file's digest, or why it has none. */
@@ -59,6 +67,7 @@ interface Pending {
 interface Slot {
   worker: Worker
   inflight: Map<number, Pending>
+  online: boolean
 }
 
 const WORKER_URL = new URL('./worker.js', import.meta.url)
@@ -77,13 +86,16 @@ export function planRanges(size: number, threads: number): [number, number][] {
 
 export class DigestPool {
   readonly threads: number
-  private readonly mainThread: boolean
-  private readonly depth: number
+  private mainThread: boolean
+  private readonly keepProcessAlive: boolean
   private slots: Slot[] = []
   private queue: Pending[] = []
   private nextId = 1
   private closed = false
   private helping = false
+  private started = false
+  private startFailures = 0
+  private startError: Error | undefined
   private mainBuffer: BlockBuffer | undefined
 
   constructor(opts: DigestPoolOptions = {}) {
@@ -92,7 +104,13 @@ export class DigestPool {
     this.mainThread = opts.mainThread ?? false
     if (n === 0 && !this.mainThread) throw new RangeError('threads: 0 needs mainThread: true')
     this.threads = Math.min(n, MAX_THREADS)
-    this.depth = this.mainThread ? DEPTH_WITH_MAIN_THREAD : DEPTH_PER_WORKER
+    this.keepProcessAlive = opts.keepProcessAlive ?? true
+  }
+
+  /** From now on the calling thread hashes queued work too (see DigestPoolOptions.mainThread). */
+  helpOnMainThread(): void {
+    this.mainThread = true
+    if (this.queue.length > 0 && !this.helping) void this.help()
   }
 
   /** The fs-verity digest of one file. */
@@ -200,16 +218,29 @@ export class DigestPool {
   }
 
   private dispatch(): void {
-    if (this.slots.length === 0 && this.threads > 0) {
+    if (this.closed) return
+    if (!this.started && this.threads > 0) {
+      this.started = true
       for (let i = 0; i < this.threads; i++) this.slots.push(this.spawn())
+    }
+    if (this.slots.length === 0 && !this.mainThread) {
+      // Every worker failed to start and nobody else will do the work.
+      const err = this.startError ?? new Error('no digest worker could be started')
+      for (const p of this.queue.splice(0)) p.reject(err)
+      return
     }
     while (this.queue.length > 0) {
       let best: Slot | undefined
-      for (const s of this.slots) if (!best || s.inflight.size < best.inflight.size) best = s
-      if (!best || best.inflight.size >= this.depth) return
+      for (const s of this.slots) {
+        // While a worker starts (~30 ms), tasks wait in the queue where the main thread, when it
+        // helps, can take them: the first ones would otherwise sit in the starting worker.
+        if (this.mainThread && !s.online) continue
+        if (!best || s.inflight.size < best.inflight.size) best = s
+      }
+      if (!best || best.inflight.size >= DEPTH_PER_WORKER) return
       const p = this.queue.shift()!
       best.inflight.set(p.task.id, p)
-      if (best.inflight.size === 1) best.worker.ref()
+      if (best.inflight.size === 1 && this.keepProcessAlive) best.worker.ref()
       best.worker.postMessage(p.task)
     }
   }
@@ -237,8 +268,14 @@ export class DigestPool {
   }
 
   private spawn(): Slot {
-    const worker = new Worker(WORKER_URL)
-    const slot: Slot = {worker, inflight: new Map()}
+    // No inherited node options: the worker is plain JavaScript, and some options (the
+    // --input-type of `node -e`) even stop a worker from starting.
+    const worker = new Worker(WORKER_URL, {execArgv: []})
+    const slot: Slot = {worker, inflight: new Map(), online: false}
+    worker.on('online', () => {
+      slot.online = true
+      this.dispatch()
+    })
     worker.on('message', (reply: Reply) => {
       const p = slot.inflight.get(reply.id)
       if (!p) return
@@ -255,10 +292,10 @@ export class DigestPool {
       this.slots.splice(i, 1)
       for (const p of slot.inflight.values()) p.reject(err)
       slot.inflight.clear()
-      if (!this.closed && this.queue.length > 0) {
-        this.slots.push(this.spawn())
-        this.dispatch()
-      }
+      // A worker that dies at start would die again: it is replaced only a few times.
+      if (!slot.online && ++this.startFailures >= MAX_START_FAILURES) this.startError = err
+      else if (!this.closed) this.slots.push(this.spawn())
+      this.dispatch()
     }
     worker.on('error', lost)
     worker.on('exit', (code) => lost(new Error(`digest worker exited with code ${code}`)))

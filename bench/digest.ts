@@ -1,0 +1,115 @@
+// fs-verity digest of a 1 GiB file, warm cache: fsverity-utils' `fsverity digest` against
+// `cfsboot digest` (a whole process, as a user runs it) and the in-process engine, runs
+// alternating, median of N. Prints a markdown table. Run alone: `node dist/bench/digest.js`
+// (options: --runs N, --size BYTES, --no-wait).
+import {spawnSync} from 'node:child_process'
+import {closeSync, readSync} from 'node:fs'
+import {availableParallelism} from 'node:os'
+import {fileURLToPath} from 'node:url'
+
+import {BlockBuffer, openRegular} from '../src/verity/file-hash.js'
+import {FsVerityHasher} from '../src/verity/merkle.js'
+import {DigestPool} from '../src/verity/pool.js'
+import {median, randomFile, table, timeCommand, timeMs, waitForQuiet, warmCache} from './lib.js'
+
+const BIN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
+
+function option(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name)
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback
+}
+
+const runs = option('--runs', 5)
+const size = option('--size', 1 << 30)
+const wait = !process.argv.includes('--no-wait')
+
+/** The digest on one thread: read 512 KiB at a time, FsVerityHasher. The per-core baseline. */
+function singleThread(path: string): Buffer {
+  const {fd} = openRegular(path)
+  try {
+    const bb = new BlockBuffer()
+    const h = new FsVerityHasher()
+    for (let pos = 0; ;) {
+      const n = readSync(fd, bb.buf, 0, bb.buf.length, pos)
+      if (n === 0) break
+      h.update(n === bb.buf.length ? bb.buf : bb.buf.subarray(0, n))
+      pos += n
+    }
+    return h.digest()
+  } finally {
+    closeSync(fd)
+  }
+}
+
+async function inPool(path: string, opts: {threads?: number; mainThread?: boolean}): Promise<Buffer> {
+  const pool = new DigestPool(opts)
+  try {
+    return await pool.digestFile(path)
+  } finally {
+    await pool.close()
+  }
+}
+
+interface Case {
+  name: string
+  run: () => Promise<unknown>
+}
+
+async function main(): Promise<void> {
+  const hasFsverity = spawnSync('sh', ['-c', 'command -v fsverity']).status === 0
+  const file = randomFile(size === 1 << 30 ? 'g1' : `random-${size}`, size)
+  warmCache(file)
+  const cores = availableParallelism()
+  const cases: Case[] = [
+    ...(hasFsverity
+      ? [
+          {
+            name: '`fsverity digest` (fsverity-utils, C, 1 thread)',
+            run: async () => timeCommand('fsverity', ['digest', file]),
+          },
+        ]
+      : []),
+    {
+      name: '`cfsboot digest` (whole process)',
+      run: async () => timeCommand(process.execPath, [BIN, 'digest', file]),
+    },
+    {
+      name: '`cfsboot digest --json` (whole process, through oclif)',
+      run: async () => timeCommand(process.execPath, [BIN, 'digest', '--json', file]),
+    },
+    {name: `DigestPool, ${cores} workers, main thread idle`, run: () => inPool(file, {})},
+    {
+      name: `DigestPool, ${cores - 1 || 1} worker(s) + main thread`,
+      run: () => inPool(file, {threads: Math.max(1, cores - 1), mainThread: true}),
+    },
+    {name: `DigestPool, ${cores} workers + main thread`, run: () => inPool(file, {mainThread: true})},
+    {name: 'FsVerityHasher on the main thread (1 core)', run: async () => singleThread(file)},
+  ]
+  // Check the engine agrees with itself before timing it.
+  const reference = singleThread(file)
+  if (!(await inPool(file, {})).equals(reference)) throw new Error('DigestPool and FsVerityHasher disagree')
+
+  const times = cases.map(() => [] as number[])
+  let noisy = 0
+  for (let r = 0; r < runs; r++) {
+    for (const [i, c] of cases.entries()) {
+      if (wait && !(await waitForQuiet())) noisy++
+      times[i]!.push(await timeMs(c.run))
+    }
+  }
+  const gbps = (ms: number): string => (size / ms / 1e6).toFixed(2)
+  const base = hasFsverity ? median(times[0]!) : undefined
+  const rows = cases.map((c, i) => {
+    const m = median(times[i]!)
+    return [c.name, m.toFixed(0), gbps(m), base === undefined ? '–' : `${(base / m).toFixed(2)}x`]
+  })
+  console.log(
+    `fs-verity digest of ${(size / 2 ** 30).toFixed(2)} GiB of random data, warm page cache, ` +
+      `${cores} cores, Node ${process.version}; median of ${runs} alternating runs` +
+      (noisy ? ` (${noisy} runs started while the machine was busy)` : ''),
+  )
+  console.log()
+  console.log(table(['what', 'ms', 'GB/s', 'vs fsverity'], rows))
+}
+
+await main()
