@@ -1,5 +1,12 @@
 #!/usr/bin/env node
 // Entry point: oclif finds the commands through package.json ("oclif.commands").
-import {execute} from '@oclif/core'
-
-await execute({dir: import.meta.url})
+// `digest` is answered before oclif loads when it can be: loading oclif and all commands costs
+// more than hashing half a GiB (see src/verity/early.ts). Every other command goes to oclif.
+const early = process.argv[2] === 'digest' ? await import('../dist/src/verity/early.js') : undefined
+const exitCode = early ? await early.digestBeforeOclif(process.argv.slice(3)) : undefined
+if (exitCode === undefined) {
+  const {execute} = await import('@oclif/core')
+  await execute({dir: import.meta.url})
+} else {
+  process.exitCode = exitCode
+}
