@@ -68,7 +68,11 @@ export async function makeFat(t: FatTarget, size: number, label: string, sectorS
   if (offset % sectorSize !== 0)
     throw new InvalidInputError(`FAT offset ${offset} is not a multiple of the sector size`)
   // -I: the target is a whole partitioned disk when an offset is given; that is intended.
-  const args = ['-I', '-F', '32', '-S', String(sectorSize), '-n', label]
+  // FAT32 needs at least 65,525 clusters; mkfs.vfat's default 4 KiB clusters leave a 256 MiB ESP
+  // just below that (mtools then refuses it), so pick the largest cluster that keeps a margin.
+  let perCluster = 8
+  while (perCluster > 1 && size / (perCluster * sectorSize) < 66_000) perCluster /= 2
+  const args = ['-I', '-F', '32', '-S', String(sectorSize), '-s', String(perCluster), '-n', label]
   // "hidden sectors" = where the partition starts, as firmware that boots from it expects.
   if (offset) args.push('--offset', String(offset / sectorSize), '-h', String(offset / sectorSize))
   await run('mkfs.vfat', [...args, t.path, String(Math.floor(size / 1024))], {what: `mkfs.vfat ${t.path}`})
