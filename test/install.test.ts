@@ -29,7 +29,7 @@ import {
   sfdiskScript,
 } from '../src/install/partition.js'
 import {InstallResult} from '../src/install/result.js'
-import {SEAL_PENDING} from '../src/install/seal.js'
+import {SEAL_PENDING} from '../src/deploy/seal.js'
 import {
   attachLoop,
   describeBlockDevice,

@@ -28,6 +28,7 @@ import {carryEtc, EtcMerge} from './etc-merge.js'
 import {findKernel, readImageFile, readOsRelease} from './image-files.js'
 import {loadImage, LoadedImage, ObjectRef, referencedObjects} from './images.js'
 import {deploymentDir, imagePath, Paths, requireSysroot} from './paths.js'
+import {SealResult, sealOrMark} from './seal.js'
 
 export interface DeployOptions {
   paths: Paths
@@ -50,6 +51,8 @@ export interface DeployResult {
   kernel: {version: string; dir: string}
   objects: {referenced: number; imported: number; present: number; bytesImported: number}
   etc: EtcMerge & {mergedFrom: string | null}
+  /** fs-verity on what this deploy added: enabled here, or left to the initramfs (seal-pending). */
+  verity: SealResult
 }
 
 const OBJECT_PATH = /^[0-9a-f]{2}\/[0-9a-f]{62}$/
@@ -330,6 +333,9 @@ async function stageAndSwitch(opts: DeployOptions, img: LoadedImage, added: stri
     added.push(imgFile)
   }
 
+  // fs-verity on the new image and objects where this kernel can, else the first boot seals them.
+  const verity = await sealOrMark(paths, imgFile, missing)
+
   const kernel = await installKernel(img, paths, [paths.objects], added)
 
   if (await exists(join(dir, 'deployment.json'))) {
@@ -347,6 +353,7 @@ async function stageAndSwitch(opts: DeployOptions, img: LoadedImage, added: stri
       kernel: d.kernel,
       objects,
       etc: {mergedFrom: d.etc.mergedFrom, carried: d.etc.carried, conflicts: d.etc.conflicts},
+      verity,
     }
   }
 
@@ -390,6 +397,7 @@ async function stageAndSwitch(opts: DeployOptions, img: LoadedImage, added: stri
     kernel,
     objects,
     etc: {mergedFrom: from, ...etc},
+    verity,
   }
 }
 

@@ -14,7 +14,7 @@ import {imagePath, sysrootPaths} from '../deploy/paths.js'
 import {DamageError, InvalidInputError} from '../errors.js'
 import {lookupPath} from '../tree/lookup.js'
 import {BootLoaderResult, installBootLoader} from './esp.js'
-import {SealResult, sealOrMark} from './seal.js'
+import {SealResult, sealOrMark} from '../deploy/seal.js'
 
 /** Where an image keeps the configuration its own deploys will use. */
 export const IMAGE_CONFIG_PATH = '/etc/cfsboot/cfsboot.conf'

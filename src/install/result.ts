@@ -2,7 +2,7 @@
 
 import {BootLoaderResult} from './esp.js'
 import {ErasedPartition} from './to-disk.js'
-import {SealResult} from './seal.js'
+import {SealResult} from '../deploy/seal.js'
 
 export interface InstalledPartition {
   number: number

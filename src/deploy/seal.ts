@@ -12,8 +12,8 @@
 import {join} from 'node:path'
 
 import {CfsError, ExitCode} from '../errors.js'
-import {Paths} from '../deploy/paths.js'
-import {ObjectRef} from '../deploy/images.js'
+import {Paths} from './paths.js'
+import {ObjectRef} from './images.js'
 import {tryEnableVerity} from '../system/disk.js'
 import {kernelHasFsVerity} from '../system/kernel.js'
 import {writeFileAtomic} from '../util/fs.js'
