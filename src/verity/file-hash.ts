@@ -3,7 +3,7 @@
 // be hashed while it is still in the CPU cache.
 import {closeSync, constants, fstatSync, openSync, readSync} from 'node:fs'
 
-import {BLOCK_SIZE, FsVerityHasher, HASH_SIZE, LEVEL1_SPAN, sha256Latin1} from './merkle.js'
+import {BLOCK_SIZE, descriptorDigest, FsVerityHasher, HASH_SIZE, LEVEL1_SPAN, sha256Latin1} from './merkle.js'
 
 /**
  * Bytes per read(): a multiple of 512 KiB (one level-1 group). 512 KiB and 1 MiB cost the least
@@ -59,18 +59,46 @@ function readFully(fd: number, buf: Buffer, len: number, pos: number): number {
   return got
 }
 
-/** The fs-verity digest of a whole open file, read to its end (like `fsverity digest`). */
+/**
+ * The fs-verity digest of a whole open file, read to its end (like `fsverity digest`). A file
+ * that fits the read buffer (most files of a root filesystem) is hashed in place with no
+ * allocation but the result; a larger one streams through an FsVerityHasher.
+ */
 export function digestOpenFile(fd: number, bb: BlockBuffer): {digest: Buffer; size: number} {
+  const n = readFully(fd, bb.buf, bb.buf.length, 0)
+  if (n < bb.buf.length) return {digest: digestInBuffer(bb, n), size: n}
   const h = new FsVerityHasher()
-  let pos = 0
+  h.update(bb.buf)
+  let pos = n
   for (;;) {
-    const n = readFully(fd, bb.buf, bb.buf.length, pos)
-    if (n === 0) break
-    h.update(n === bb.buf.length ? bb.buf : bb.buf.subarray(0, n))
-    pos += n
-    if (n < bb.buf.length) break
+    const got = readFully(fd, bb.buf, bb.buf.length, pos)
+    if (got === 0) break
+    h.update(got === bb.buf.length ? bb.buf : bb.buf.subarray(0, got))
+    pos += got
+    if (got < bb.buf.length) break
   }
   return {digest: h.digest(), size: pos}
+}
+
+const levelBlock = Buffer.alloc(BLOCK_SIZE)
+const rootScratch = Buffer.alloc(HASH_SIZE)
+
+/** The digest of the `size` bytes at the start of `bb.buf` (size < the buffer's, <= 512 KiB). */
+function digestInBuffer(bb: BlockBuffer, size: number): Buffer {
+  if (size === 0) return descriptorDigest(0, rootScratch.fill(0))
+  const nBlocks = Math.ceil(size / BLOCK_SIZE)
+  bb.buf.fill(0, size, nBlocks * BLOCK_SIZE) // the last block, zero-padded
+  if (nBlocks === 1) {
+    rootScratch.write(sha256Latin1(bb.blocks[0]!), 0, HASH_SIZE, 'latin1')
+    return descriptorDigest(size, rootScratch)
+  }
+  // Up to 128 blocks: their hashes make one level-1 block, the top of the tree.
+  let hashes = ''
+  for (let b = 0; b < nBlocks; b++) hashes += sha256Latin1(bb.blocks[b]!)
+  levelBlock.write(hashes, 0, hashes.length, 'latin1')
+  levelBlock.fill(0, hashes.length)
+  rootScratch.write(sha256Latin1(levelBlock), 0, HASH_SIZE, 'latin1')
+  return descriptorDigest(size, rootScratch)
 }
 
 /**

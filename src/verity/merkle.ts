@@ -23,6 +23,8 @@ const DESCRIPTOR_SIZE = 256
 const FS_VERITY_VERSION = 1
 const FS_VERITY_HASH_ALG_SHA256 = 1
 const ZERO_HASH = Buffer.alloc(HASH_SIZE)
+/** Reused: only the size and root fields change, and the root's upper 32 bytes stay zero. */
+const descriptor = Buffer.alloc(DESCRIPTOR_SIZE)
 
 /**
  * SHA-256 of `data` as a 32-character latin1 ("binary") string, one character per byte.
@@ -114,12 +116,13 @@ export class MerkleLevels {
 
 /** The fs-verity digest of a file of `dataSize` bytes whose Merkle root hash is `rootHash`. */
 export function descriptorDigest(dataSize: number, rootHash: Uint8Array): Buffer {
-  const d = Buffer.alloc(DESCRIPTOR_SIZE)
+  const d = descriptor
   d[0] = FS_VERITY_VERSION
   d[1] = FS_VERITY_HASH_ALG_SHA256
   d[2] = LOG_BLOCK_SIZE
   d[3] = 0 // salt size; bytes 4..7 are reserved
-  d.writeBigUInt64LE(BigInt(dataSize), 8)
+  d.writeUInt32LE(dataSize >>> 0, 8) // data_size, u64 little-endian
+  d.writeUInt32LE(Math.floor(dataSize / 0x100000000), 12)
   d.set(rootHash.subarray(0, HASH_SIZE), 16) // a 64-byte field: the rest stays zero
   // salt (32 bytes) and the reserved tail (144 bytes) stay zero
   return hash('sha256', d, 'buffer')

@@ -9,8 +9,7 @@
 // Workers start on first use and do not keep the process alive while idle. With `mainThread`,
 // the calling thread hashes queued tasks too (between event-loop turns): a command that has
 // nothing else to do gets its first hashes before the workers have even started.
-import {closeSync} from 'node:fs'
-import {open} from 'node:fs/promises'
+import {closeSync, read} from 'node:fs'
 import {availableParallelism} from 'node:os'
 import {Worker} from 'node:worker_threads'
 
@@ -198,12 +197,21 @@ export class DigestPool {
   /** A large file of `size` bytes: its ranges are hashed by the workers, the top levels here. */
   private async digestLarge(path: FilePath, size: number): Promise<Buffer> {
     const hashers = this.threads + (this.mainThread ? 1 : 0)
-    const parts = planRanges(size, hashers).map(([start, end]) =>
-      this.run({id: 0, kind: 'range', path, start, end, size}),
-    )
+    // Ranges finish out of order; each is folded into the tree as soon as all before it are in,
+    // so only the out-of-order window is held, not the whole of level 1.
     const levels = new MerkleLevels()
-    for (const reply of await Promise.all(parts))
-      levels.addMany((reply as Extract<Reply, {kind: 'range'}>).level1)
+    const done: (Uint8Array | undefined)[] = []
+    let next = 0
+    await Promise.all(
+      planRanges(size, hashers).map(async ([start, end], i) => {
+        const reply = await this.run({id: 0, kind: 'range', path, start, end, size})
+        done[i] = (reply as Extract<Reply, {kind: 'range'}>).level1
+        for (let part = done[next]; part; part = done[next]) {
+          levels.addMany(part)
+          done[next++] = undefined
+        }
+      }),
+    )
     return descriptorDigest(size, levels.finish())
   }
 
@@ -317,26 +325,31 @@ function yieldToEventLoop(): Promise<void> {
 export async function digestFile(path: FilePath, opts: {pool?: DigestPool} = {}): Promise<Buffer> {
   if (opts.pool) return opts.pool.digestFile(path)
   const {fd, size} = openRegular(path)
-  closeSync(fd)
-  if (size >= LARGE_FILE) {
-    const pool = new DigestPool({mainThread: true})
-    try {
-      return await pool.digestFile(path)
-    } finally {
-      await pool.close()
-    }
-  }
-  const fh = await open(path, 'r')
   try {
-    const h = new FsVerityHasher()
-    const buf = Buffer.alloc(READ_SIZE)
-    for (;;) {
-      const {bytesRead} = await fh.read(buf, 0, buf.length, null)
-      if (bytesRead === 0) break
-      h.update(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead))
+    if (size < LARGE_FILE) {
+      const h = new FsVerityHasher()
+      const buf = Buffer.alloc(READ_SIZE)
+      for (let pos = 0; ;) {
+        const n = await readAt(fd, buf, pos)
+        if (n === 0) break
+        h.update(n === buf.length ? buf : buf.subarray(0, n))
+        pos += n
+      }
+      return h.digest()
     }
-    return h.digest()
   } finally {
-    await fh.close()
+    closeSync(fd)
   }
+  const pool = new DigestPool({mainThread: true})
+  try {
+    return await pool.digestFile(path)
+  } finally {
+    await pool.close()
+  }
+}
+
+function readAt(fd: number, buf: Buffer, pos: number): Promise<number> {
+  return new Promise((resolve, reject) =>
+    read(fd, buf, 0, buf.length, pos, (err, n) => (err ? reject(err) : resolve(n))),
+  )
 }
