@@ -21,6 +21,7 @@ import {
   LEVEL1_SPAN,
   MerkleLevels,
 } from '../src/verity/merkle.js'
+import {readArguments} from '../src/verity/early.js'
 import {DigestPool, digestFile, LARGE_FILE, planRanges} from '../src/verity/pool.js'
 import {needTool, run} from './helpers/tools.js'
 
@@ -362,6 +363,23 @@ describe('DigestPool', () => {
   })
 })
 
+describe('the early path of bin/run.js', () => {
+  it('answers only plain `digest [--compact] FILE...` itself', () => {
+    assert.deepEqual(readArguments(['a', 'b']), {files: ['a', 'b'], compact: false, plain: true})
+    assert.deepEqual(readArguments(['--compact', 'a']), {files: ['a'], compact: true, plain: true})
+    assert.deepEqual(readArguments(['--', '--compact', '-x']), {
+      files: ['--compact', '-x'],
+      compact: false,
+      plain: true,
+    })
+    assert.equal(readArguments(['--json', 'a']).plain, false)
+    assert.deepEqual(readArguments(['--json', 'a']).files, ['a'])
+    assert.equal(readArguments(['--bogus', 'a']).plain, false)
+    assert.deepEqual(readArguments(['a', '--help']), {files: [], compact: false, plain: false})
+    assert.equal(readArguments([]).plain, false)
+  })
+})
+
 describe('cfsboot digest', () => {
   const a = makeFile('cli-a', 5000)
   const b = makeFile('cli-b', 0)
@@ -417,6 +435,12 @@ await execute({dir: ${JSON.stringify(BIN)}, args: JSON.parse(process.argv[1])})`
     const lines = r.stderr.trim().split('\n')
     assert.equal(lines.length, 1, r.stderr)
     assert.match(lines[0]!, /no-such-file: no such file or directory/)
+  })
+
+  it('a flag error does not wait for the hashing started before oclif', () => {
+    const r = cli('--no-such-flag', c.path)
+    assert.equal(r.status, 2)
+    assert.match(r.stderr, /no-such-flag/)
   })
 
   it('a directory is refused with one line', () => {
