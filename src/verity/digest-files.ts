@@ -4,7 +4,7 @@
 // that bin/run.js started before the CLI had loaded (early.ts) is adopted, not redone.
 import {takeEarlyDigests} from './early.js'
 import {DigestOutcome, DigestPool, FilePath} from './pool.js'
-import {totalSize, WORKERS_FROM_BYTES} from './sizes.js'
+import {holdsAtLeast, WORKERS_FROM_BYTES} from './sizes.js'
 
 export interface DigestResult {
   files: {path: string; digest: string; size: number}[]
@@ -21,7 +21,7 @@ export async function digestPaths(paths: string[], opts: {threads?: number} = {}
       await early.pool.close()
     }
   }
-  const threads = opts.threads ?? (totalSize(paths) < WORKERS_FROM_BYTES ? 0 : undefined)
+  const threads = opts.threads ?? (!holdsAtLeast(paths, WORKERS_FROM_BYTES) ? 0 : undefined)
   const pool = new DigestPool(threads === undefined ? {mainThread: true} : {threads, mainThread: true})
   try {
     return await pool.digestFilesSettled(paths)

@@ -10,7 +10,7 @@ import {availableParallelism} from 'node:os'
 
 import {digestLine, keepingProcessAlive} from './digest-files.js'
 import {DigestOutcome, DigestPool} from './pool.js'
-import {totalSize, WORKERS_FROM_BYTES} from './sizes.js'
+import {holdsAtLeast, WORKERS_FROM_BYTES} from './sizes.js'
 
 interface EarlyWork {
   paths: string[]
@@ -41,14 +41,13 @@ export function readArguments(args: string[]): {files: string[]; compact: boolea
  * start); large ones by workers on all cores but this one, plus this one when `mainThread`.
  */
 function startEarly(paths: string[], mainThread: boolean): EarlyWork {
-  const pool =
-    totalSize(paths) < WORKERS_FROM_BYTES
-      ? new DigestPool({threads: 0, mainThread: true})
-      : new DigestPool({
-          threads: Math.max(1, availableParallelism() - 1),
-          mainThread,
-          keepProcessAlive: false,
-        })
+  const pool = !holdsAtLeast(paths, WORKERS_FROM_BYTES)
+    ? new DigestPool({threads: 0, mainThread: true})
+    : new DigestPool({
+        threads: Math.max(1, availableParallelism() - 1),
+        mainThread,
+        keepProcessAlive: false,
+      })
   const outcomes = pool.digestFilesSettled(paths)
   outcomes.catch(() => {}) // adopted or not, never an unhandled rejection
   early = {paths, pool, outcomes}
