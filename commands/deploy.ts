@@ -3,6 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../src/cli/base.js'
 import {progressBar} from '../src/cli/progress.js'
 import {lockFlags, resolveSysroot, sysrootFlags} from '../src/cli/sysroot-flags.js'
+import {ukiFlags, ukiFromFlags} from '../src/cli/uki-flags.js'
 import {deploy, DeployResult} from '../src/deploy/deploy.js'
 
 export default class Deploy extends BaseCommand {
@@ -11,11 +12,16 @@ export default class Deploy extends BaseCommand {
 hardlinked when --objects is on the same filesystem, copied otherwise), carries the
 administrator's /etc changes forward (conflicts are reported, the administrator's version
 kept), installs the image's kernel and initramfs (/usr/lib/modules/KVER/{vmlinuz,initramfs.img})
-and writes its boot entry last, which makes it the default in one atomic step.`
+and writes its boot entry last, which makes it the default in one atomic step. The entry is a
+Boot Loader Specification entry, or with --uki-key/--uki-cert (or cfsboot.conf [uki]) a signed
+unified kernel image in EFI/Linux whose command line carries the digest. A new deployment's
+entry counts its boot tries ([boot] tries, default 3): unless the booted system marks it good
+(cfsboot-health), the boot loader falls back to the previous deployment by itself.`
 
   static override examples = [
     '<%= config.bin %> deploy image.cfs --objects ./objects',
     '<%= config.bin %> deploy image.cfs --objects ./objects --sysroot /mnt/sysroot --json',
+    '<%= config.bin %> deploy image.cfs --objects ./objects --uki-key /run/keys/db.key --uki-cert /etc/cfsboot/db.crt',
   ]
 
   static override enableJsonFlag = true
@@ -26,6 +32,7 @@ and writes its boot entry last, which makes it the default in one atomic step.`
     ...sysrootFlags,
     ...lockFlags,
     objects: Flags.string({description: 'directory with the image’s objects (when the store lacks them)'}),
+    ...ukiFlags,
   }
 
   async run(): Promise<DeployResult> {
@@ -39,6 +46,7 @@ and writes its boot entry last, which makes it the default in one atomic step.`
         image: args.image,
         ...(flags.objects !== undefined && {objects: flags.objects}),
         lockTimeout: flags['lock-timeout'],
+        ...(ukiFromFlags(flags) && {uki: ukiFromFlags(flags)!}),
         onProgress: (phase, done, total) => progress.update(phase, done, total),
         // With --lock-timeout 0 there is no waiting: the one error line says it all.
         ...(flags['lock-timeout'] > 0 && {
@@ -50,6 +58,9 @@ and writes its boot entry last, which makes it the default in one atomic step.`
         r.existing
           ? `${r.digest} was already deployed; it is the default again (generation ${r.generation})`
           : `deployed ${r.digest}: ${r.objects.imported} new object(s) (${r.objects.bytesImported} bytes), ${r.objects.present} already present`,
+      )
+      this.log(
+        `boot entry: ${r.entryKind === 'uki' ? 'EFI/Linux/' : 'loader/entries/'}${r.entry}${r.tries ? ` (${r.tries} boot tries until marked good)` : ''}`,
       )
       if (r.etc.carried)
         this.log(`/etc: ${r.etc.carried} change(s) carried from ${r.etc.mergedFrom?.slice(0, 12)}`)

@@ -3,6 +3,7 @@ import {createInterface} from 'node:readline/promises'
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../src/cli/base.js'
+import {ukiFlags, ukiFromFlags} from '../../src/cli/uki-flags.js'
 import {CfsError, ExitCode} from '../../src/errors.js'
 import {DEFAULT_ESP_SIZE, formatBytes, parseSize} from '../../src/install/partition.js'
 import {InstallResult} from '../../src/install/result.js'
@@ -46,6 +47,7 @@ when stdin is not a terminal). See docs/commands/install.md.`
       description: 'cfsboot.conf for the boot entry (default: the image’s own /etc/cfsboot/cfsboot.conf)',
     }),
     yes: Flags.boolean({char: 'y', description: 'do not ask before erasing'}),
+    ...ukiFlags,
   }
 
   async run(): Promise<InstallResult> {
@@ -68,6 +70,7 @@ when stdin is not a terminal). See docs/commands/install.md.`
       force: flags.force,
       espSize,
       ...(flags.config !== undefined && {configFile: flags.config}),
+      ...(ukiFromFlags(flags) && {uki: ukiFromFlags(flags)!}),
       confirm: (plan) => this.confirm(plan, flags.yes),
       log: (line) => {
         if (!quiet) this.logToStderr(line)

@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../src/cli/base.js'
+import {ukiFlags, ukiFromFlags} from '../../src/cli/uki-flags.js'
 import {formatInstall} from '../../src/install/format.js'
 import {InstallResult} from '../../src/install/result.js'
 import {installToFilesystem} from '../../src/install/to-filesystem.js'
@@ -37,6 +38,7 @@ Nothing is partitioned or formatted. See docs/commands/install.md.`
       default: true,
       allowNo: true,
     }),
+    ...ukiFlags,
   }
 
   async run(): Promise<InstallResult> {
@@ -49,6 +51,7 @@ Nothing is partitioned or formatted. See docs/commands/install.md.`
       bootLoader: flags['boot-loader'],
       ...(flags['boot-dir'] !== undefined && {bootDir: flags['boot-dir']}),
       ...(flags.config !== undefined && {configFile: flags.config}),
+      ...(ukiFromFlags(flags) && {uki: ukiFromFlags(flags)!}),
       log: (line) => {
         if (!quiet) this.logToStderr(line)
       },

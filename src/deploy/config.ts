@@ -6,6 +6,12 @@
 //   kernel-args = quiet      extra kernel arguments for every entry
 //   verity = require         cfsboot.verity= for the initramfs: require | maybe | off
 //   tries = 3                boot counting tries for a new deployment (0: no counting)
+//   [uki]
+//   key = /path/db.key       with cert: deploy writes signed unified kernel images (docs/trust.md)
+//   cert = /path/db.crt
+//   [health]                 read by the on-device marking program (templates/health/cfsboot-health)
+//   timeout = 90             seconds each health check may run
+//   on-failure = reboot      reboot | none: what a failed check does (reboot lets the tries run out)
 
 import {readFile} from 'node:fs/promises'
 import ini from 'ini'
@@ -19,9 +25,22 @@ export interface Config {
   kernelArgs: string[]
   verity: VerityPolicy
   tries: number
+  /** Secure Boot signing key and certificate for UKIs; null: plain BLS entries. */
+  uki: {key: string; cert: string} | null
+  health: {timeout: number; onFailure: 'reboot' | 'none'}
 }
 
-export const DEFAULT_CONFIG_VALUES: Config = {keepRollback: 1, kernelArgs: [], verity: 'maybe', tries: 0}
+/** Boot counting tries of a new deployment unless cfsboot.conf says otherwise. */
+export const DEFAULT_TRIES = 3
+
+export const DEFAULT_CONFIG_VALUES: Config = {
+  keepRollback: 1,
+  kernelArgs: [],
+  verity: 'maybe',
+  tries: DEFAULT_TRIES,
+  uki: null,
+  health: {timeout: 90, onFailure: 'reboot'},
+}
 
 function int(v: unknown, key: string, min: number, max: number): number {
   const n = typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : NaN
@@ -38,6 +57,8 @@ export function parseConfig(text: string): Config {
   const c: Config = {...DEFAULT_CONFIG_VALUES}
   const gc = raw['gc'] ?? {}
   const boot = raw['boot'] ?? {}
+  const uki = raw['uki'] ?? {}
+  const health = raw['health'] ?? {}
   if (gc['keep-rollback'] !== undefined) c.keepRollback = int(gc['keep-rollback'], 'gc.keep-rollback', 0, 100)
   if (boot['kernel-args'] !== undefined)
     c.kernelArgs = String(boot['kernel-args']).split(/\s+/).filter(Boolean)
@@ -50,6 +71,25 @@ export function parseConfig(text: string): Config {
       )
     }
     c.verity = v
+  }
+  const key = typeof uki['key'] === 'string' ? uki['key'].trim() : ''
+  const cert = typeof uki['cert'] === 'string' ? uki['cert'].trim() : ''
+  if (!!key !== !!cert)
+    throw new InvalidInputError('cfsboot.conf: [uki] needs both key and cert (or neither)')
+  if (key) {
+    if (!key.startsWith('/') || !cert.startsWith('/'))
+      throw new InvalidInputError('cfsboot.conf: [uki] key and cert must be absolute paths')
+    c.uki = {key, cert}
+  }
+  c.health = {...c.health}
+  if (health['timeout'] !== undefined) c.health.timeout = int(health['timeout'], 'health.timeout', 1, 3600)
+  if (health['on-failure'] !== undefined) {
+    const v = String(health['on-failure'])
+    if (v !== 'reboot' && v !== 'none')
+      throw new InvalidInputError(
+        `cfsboot.conf: health.on-failure must be reboot or none, not ${JSON.stringify(v)}`,
+      )
+    c.health.onFailure = v
   }
   return c
 }

@@ -7,7 +7,9 @@
 //   2. import the missing objects (verified copies, or hardlinks on the same filesystem);
 //   3. the image, under its digest; the kernel and initramfs, in a directory named by content;
 //   4. the deployment directory (metadata + /etc carried forward), built in staging/ and renamed;
-//   5. last, the boot entry with the next generation: one rename makes it the default.
+//   5. last, the boot entry with the next generation: one rename makes it the default. The entry
+//      is a BLS entry, or with a signing key a signed UKI (src/boot/uki.ts); a new deployment's
+//      entry counts its boot tries ([boot] tries) until the booted system marks it good.
 // All of it under the sysroot lock, so gc never sees a half-imported deployment.
 
 import {createHash, randomBytes} from 'node:crypto'
@@ -23,11 +25,21 @@ import {DigestPool} from '../verity/pool.js'
 import {bootedDigest} from './booted.js'
 import {Config} from './config.js'
 import {Deployment, listDeployments, readDeployment, writeDeployment} from './deployments.js'
-import {BootEntry, entryFileName, entryId, nextGeneration, readEntries, writeEntry} from './entries.js'
+import {buildUki, ukiFileName, ukiOsRelease} from '../boot/uki.js'
+import {
+  BootEntry,
+  demoteBls,
+  entryFileName,
+  entryId,
+  makeDefault,
+  nextGeneration,
+  readEntries,
+  writeEntry,
+} from './entries.js'
 import {carryEtc, EtcMerge} from './etc-merge.js'
 import {findKernel, readImageFile, readOsRelease} from './image-files.js'
 import {loadImage, LoadedImage, ObjectRef, referencedObjects} from './images.js'
-import {deploymentDir, imagePath, Paths, requireSysroot} from './paths.js'
+import {deploymentDir, imagePath, Paths, requireSysroot, SORT_KEY} from './paths.js'
 import {SealResult, sealOrMark} from './seal.js'
 
 export interface DeployOptions {
@@ -40,6 +52,10 @@ export interface DeployOptions {
   lockTimeout?: number
   onProgress?: (phase: string, done: number, total: number) => void
   onWait?: () => void
+  /** Sign a UKI with this key and certificate (default: cfsboot.conf [uki]; null: a BLS entry). */
+  uki?: {key: string; cert: string} | null
+  /** Count the new entry's boot tries (default true; install's factory deployment does not). */
+  countTries?: boolean
 }
 
 export interface DeployResult {
@@ -48,6 +64,10 @@ export interface DeployResult {
   existing: boolean
   generation: number
   entry: string
+  /** bls: loader/entries/ENTRY; uki: a signed unified kernel image EFI/Linux/ENTRY. */
+  entryKind: 'bls' | 'uki'
+  /** Boot tries the new entry has (null: not counted). */
+  tries: number | null
   kernel: {version: string; dir: string}
   objects: {referenced: number; imported: number; present: number; bytesImported: number}
   etc: EtcMerge & {mergedFrom: string | null}
@@ -194,7 +214,7 @@ async function installKernel(
   paths: Paths,
   objectDirs: string[],
   added: string[],
-): Promise<{version: string; dir: string}> {
+): Promise<{version: string; dir: string; vmlinuz: Buffer; initramfs: Buffer}> {
   const k = findKernel(img.root)
   const vmlinuz = await readImageFile(k.vmlinuz, objectDirs)
   const initramfs = await readImageFile(k.initramfs, objectDirs)
@@ -216,7 +236,7 @@ async function installKernel(
     added.push(dir)
     await fsyncDir(paths.kernels)
   }
-  return {version: k.version, dir: `${basename(paths.kernels)}/${name}`}
+  return {version: k.version, dir: `${basename(paths.kernels)}/${name}`, vmlinuz, initramfs}
 }
 
 /** The deployment whose /etc changes carry forward: the booted one, else the current default. */
@@ -236,21 +256,94 @@ async function loadTreeOf(paths: Paths, digest: string): Promise<FsNode | null> 
   }
 }
 
-function entryFor(d: Deployment, generation: number, config: Config, triesLeft: number | null): BootEntry {
+function entryTitle(d: Deployment): string {
   const version = d.osRelease.VERSION_ID ?? d.osRelease.VERSION ?? ''
   const name = d.osRelease.PRETTY_NAME ?? d.osRelease.NAME ?? 'cfsboot'
+  return `${name}${version && !name.includes(version) ? ` ${version}` : ''} (${d.digest.slice(0, 12)})`
+}
+
+function entryFor(
+  paths: Paths,
+  d: Deployment,
+  generation: number,
+  config: Config,
+  triesLeft: number | null,
+): BootEntry {
   const id = entryId(d.digest)
   return {
+    kind: 'bls',
     file: entryFileName(id, triesLeft, null),
+    dir: paths.entries,
     id,
     digest: d.digest,
     generation,
     triesLeft,
     triesDone: null,
-    title: `${name}${version && !name.includes(version) ? ` ${version}` : ''} (${d.digest.slice(0, 12)})`,
+    title: entryTitle(d),
     linux: `/${d.kernel.dir}/vmlinuz`,
     initrd: `/${d.kernel.dir}/initramfs.img`,
     options: [`cfsboot.verity=${config.verity}`, ...config.kernelArgs],
+    sortKey: SORT_KEY,
+    version: String(generation),
+  }
+}
+
+/**
+ * Builds the deployment's signed UKI under a temporary name in EFI/Linux and renames it to its
+ * entry name (the switch), then demotes BLS entries that would still sort above it.
+ */
+async function writeUki(
+  paths: Paths,
+  d: Deployment,
+  kernel: {vmlinuz: Buffer; initramfs: Buffer},
+  generation: number,
+  config: Config,
+  triesLeft: number | null,
+  keys: {key: string; cert: string},
+  entries: BootEntry[],
+  added: string[],
+): Promise<BootEntry> {
+  const options = [`cfsboot.verity=${config.verity}`, ...config.kernelArgs]
+  const title = entryTitle(d)
+  const file = ukiFileName(generation, d.digest, triesLeft)
+  await mkdir(paths.ukis, {recursive: true})
+  const tmp = tempPathFor(join(paths.ukis, file))
+  try {
+    await buildUki({
+      kernel: kernel.vmlinuz,
+      initramfs: kernel.initramfs,
+      cmdline: [`cfsboot.digest=${d.digest}`, ...options].join(' '),
+      osrel: ukiOsRelease(d.osRelease, title),
+      out: tmp,
+      key: keys.key,
+      cert: keys.cert,
+    })
+    await rename(tmp, join(paths.ukis, file))
+  } catch (err) {
+    await rm(tmp, {force: true})
+    throw err
+  }
+  added.push(join(paths.ukis, file))
+  await fsyncDir(paths.ukis)
+  added.length = 0 // the switch happened: what it refers to stays
+  await mkdir(paths.entries, {recursive: true})
+  await demoteBls(paths.entries, entries)
+  const n = file.replace(/(\+\d+(-\d+)?)?\.efi$/, '')
+  return {
+    kind: 'uki',
+    file,
+    dir: paths.ukis,
+    id: n,
+    digest: d.digest,
+    generation,
+    triesLeft,
+    triesDone: null,
+    title,
+    linux: '',
+    initrd: '',
+    options,
+    sortKey: 'cfsboot',
+    version: '0',
   }
 }
 
@@ -259,6 +352,17 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
   await requireSysroot(paths)
   const img = await loadImage(opts.image)
   findKernel(img.root) // refuse an image without a kernel before taking the lock
+  const keys = opts.uki === undefined ? opts.config.uki : opts.uki
+  for (const [what, file] of keys
+    ? [
+        ['key', keys.key],
+        ['certificate', keys.cert],
+      ]
+    : []) {
+    await access(file!).catch(() => {
+      throw new InvalidInputError(`UKI signing ${what} ${file} cannot be read`)
+    })
+  }
   const lock = await acquireLock(paths.lock, {
     ...(opts.lockTimeout !== undefined && {timeout: opts.lockTimeout}),
     ...(opts.onWait && {onWait: opts.onWait}),
@@ -338,18 +442,31 @@ async function stageAndSwitch(opts: DeployOptions, img: LoadedImage, added: stri
 
   const kernel = await installKernel(img, paths, [paths.objects], added)
 
+  const keys = opts.uki === undefined ? config.uki : opts.uki
+
   if (await exists(join(dir, 'deployment.json'))) {
-    // Already deployed: make it the default again, nothing else changes.
+    // Already deployed: make it the default again (without a boot counter: the administrator
+    // chose a known deployment, even one whose tries ran out), nothing else changes.
     const d = await readDeployment(dir)
     const old = entries.find((e) => e.digest === img.digest)
-    const entry = old ? {...old, generation} : entryFor(d, generation, config, null)
     await mkdir(paths.entries, {recursive: true})
-    await switchTo(paths, entry, added)
+    let entry: BootEntry
+    if (old) {
+      entry = await makeDefault(paths.entries, entries, old, generation)
+      added.length = 0
+    } else if (keys) {
+      entry = await writeUki(paths, d, kernel, generation, config, null, keys, entries, added)
+    } else {
+      entry = entryFor(paths, d, generation, config, null)
+      await switchTo(paths, entry, added)
+    }
     return {
       digest: img.digest,
       existing: true,
       generation,
       entry: entry.file,
+      entryKind: entry.kind,
+      tries: entry.triesLeft,
       kernel: d.kernel,
       objects,
       etc: {mergedFrom: d.etc.mergedFrom, carried: d.etc.carried, conflicts: d.etc.conflicts},
@@ -373,7 +490,7 @@ async function stageAndSwitch(opts: DeployOptions, img: LoadedImage, added: stri
     digest: img.digest,
     created: new Date().toISOString(),
     osRelease: await readOsRelease(img.root, [paths.objects]),
-    kernel,
+    kernel: {version: kernel.version, dir: kernel.dir},
     pinned: false,
     objects: {count: refs.length, bytes: refs.reduce((a, r) => a + r.size, 0)},
     etc: {mergedFrom: from, ...etc},
@@ -386,15 +503,23 @@ async function stageAndSwitch(opts: DeployOptions, img: LoadedImage, added: stri
   await rmdir(paths.staging) // empty now; a staging/ that exists means an interrupted command
 
   // The switch: after this write the new deployment is the default; nothing below may fail.
-  const entry = entryFor(d, generation, config, config.tries > 0 ? config.tries : null)
-  await mkdir(paths.entries, {recursive: true})
-  await switchTo(paths, entry, added)
+  const tries = (opts.countTries ?? true) && config.tries > 0 ? config.tries : null
+  let entry: BootEntry
+  if (keys) {
+    entry = await writeUki(paths, d, kernel, generation, config, tries, keys, entries, added)
+  } else {
+    entry = entryFor(paths, d, generation, config, tries)
+    await mkdir(paths.entries, {recursive: true})
+    await switchTo(paths, entry, added)
+  }
   return {
     digest: img.digest,
     existing: false,
     generation,
     entry: entry.file,
-    kernel,
+    entryKind: entry.kind,
+    tries,
+    kernel: {version: kernel.version, dir: kernel.dir},
     objects,
     etc: {mergedFrom: from, ...etc},
     verity,

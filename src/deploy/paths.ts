@@ -27,6 +27,8 @@ export interface Paths {
   var: string
   bootDir: string
   entries: string
+  /** Signed unified kernel images (BLS Type 2 entries): BOOT/EFI/Linux. */
+  ukis: string
   kernels: string
 }
 
@@ -45,6 +47,7 @@ export function sysrootPaths(sysroot: string, bootDir?: string): Paths {
     var: join(sysroot, 'var'),
     bootDir: boot,
     entries: join(boot, 'loader', 'entries'),
+    ukis: join(boot, 'EFI', 'Linux'),
     kernels: join(boot, 'cfsboot'),
   }
 }

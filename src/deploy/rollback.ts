@@ -1,10 +1,12 @@
 // `cfsboot rollback`: the previous deployment becomes the next boot's default; again goes back.
-// One atomic write: the rollback deployment's entry gets the next generation.
+// One atomic write: the rollback deployment's entry gets the next generation (a BLS entry is
+// rewritten, a UKI renamed). Failed deployments (no tries left) are never the rollback target;
+// `cfsboot deploy` of a failed one makes it the default again on purpose.
 
 import {CfsError, ExitCode} from '../errors.js'
 import {acquireLock} from '../system/lock.js'
 import {Config} from './config.js'
-import {nextGeneration, readEntries, writeEntry} from './entries.js'
+import {makeDefault, nextGeneration, readEntries} from './entries.js'
 import {Paths, requireSysroot} from './paths.js'
 import {viewSysroot} from './view.js'
 
@@ -14,6 +16,8 @@ export interface RollbackResult {
   /** The one that was the default before. */
   previous: string
   generation: number
+  /** The target's entry file after the switch. */
+  entry: string
 }
 
 export async function rollback(opts: {
@@ -35,9 +39,14 @@ export async function rollback(opts: {
     }
     const {entries} = await readEntries(opts.paths.entries)
     const generation = nextGeneration(entries)
-    const updated = {...target.entry, generation}
-    await writeEntry(opts.paths.entries, updated)
-    return {digest: target.deployment.digest, previous: current.deployment.digest, generation}
+    // The target's counter goes too: the administrator chose it (also when its tries ran out).
+    const updated = await makeDefault(opts.paths.entries, entries, target.entry, generation)
+    return {
+      digest: target.deployment.digest,
+      previous: current.deployment.digest,
+      generation,
+      entry: updated.file,
+    }
   } finally {
     lock.release()
   }

@@ -1,5 +1,7 @@
 // One view of a sysroot's deployments that every verb shares: deployments in boot order, with
 // which one is booted, which boots next (default), which is the rollback, and what is kept.
+// Kept by gc: the booted one, the default, `keep-rollback` more bootable ones, the pinned ones,
+// and always the last good one (an entry without a boot counter).
 
 import {bootedDigest} from './booted.js'
 import {Config} from './config.js'
@@ -68,6 +70,11 @@ export async function viewSysroot(paths: Paths, config: Config): Promise<Sysroot
     rollbacks++
   }
   for (const o of ordered) if (o.d.pinned) keep.add(o.d.digest)
+  // The last good deployment: the first in boot order whose entry has no boot counter (marked
+  // good, or installed/chosen by the administrator). While a new deployment is still counting its
+  // tries, this is what the boot loader falls back to; gc must never take it away.
+  const lastGood = ordered.find((o) => o.e && o.e.triesLeft === null)
+  if (lastGood) keep.add(lastGood.d.digest)
 
   return {
     booted,

@@ -10,13 +10,15 @@
 // (the installer fills the ESP with mtools, see src/system/fat.ts) and copies exactly these
 // binaries. When the boot dir *is* a mounted FAT filesystem and bootctl exists, it is used.
 
-import {mkdir, readFile, stat} from 'node:fs/promises'
+import {mkdir, mkdtemp, readFile, rm, stat} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {UnsupportedError} from '../errors.js'
 import {bootctlInstall} from '../system/disk.js'
 import {readMountInfo} from '../system/mount.js'
+import {sbsign} from '../system/uki-tools.js'
 import {writeFileAtomic} from '../util/fs.js'
 
 /** Where Debian's systemd-boot-efi (and the signed variant) put the binaries. */
@@ -31,6 +33,8 @@ const EFI_ARCH: Record<string, string> = {x64: 'x64', arm64: 'aa64', ia32: 'ia32
 export interface BootLoaderResult {
   /** How systemd-boot got there. */
   installedBy: 'copy' | 'bootctl'
+  /** Signed for Secure Boot with the UKI key (install --uki-key/--uki-cert). */
+  signed: boolean
   /** The systemd-boot binary used. */
   source: string
   /** Files written, relative to the boot dir. */
@@ -66,16 +70,36 @@ export async function loaderConf(): Promise<Buffer> {
   return readFile(join(TEMPLATES, 'loader.conf'))
 }
 
-/** Puts systemd-boot and loader.conf into `bootDir`. */
-export async function installBootLoader(bootDir: string): Promise<BootLoaderResult> {
+/** systemd-boot's bytes, signed with `sign` when given (Secure Boot: the firmware checks it first). */
+async function bootLoaderBytes(source: string, sign?: {key: string; cert: string}): Promise<Buffer> {
+  if (!sign) return readFile(source)
+  const work = await mkdtemp(join(tmpdir(), 'cfsboot-sign-'))
+  try {
+    const out = join(work, 'signed.efi')
+    await sbsign({key: sign.key, cert: sign.cert, input: source, out})
+    return await readFile(out)
+  } finally {
+    await rm(work, {recursive: true, force: true})
+  }
+}
+
+/**
+ * Puts systemd-boot and loader.conf into `bootDir`. With `sign`, systemd-boot is signed with
+ * that key (an already signed .efi.signed binary gets a second signature; either verifies), and
+ * copied rather than bootctl-installed (bootctl would copy the unsigned one).
+ */
+export async function installBootLoader(
+  bootDir: string,
+  sign?: {key: string; cert: string},
+): Promise<BootLoaderResult> {
   const {source, arch} = await findSystemdBoot()
   const removable = `EFI/BOOT/BOOT${arch.toUpperCase()}.EFI`
   const own = `EFI/systemd/systemd-boot${arch}.efi`
   let installedBy: BootLoaderResult['installedBy'] = 'copy'
-  if ((await isMountedFat(bootDir)) && (await bootctlInstall(bootDir))) {
+  if (!sign && (await isMountedFat(bootDir)) && (await bootctlInstall(bootDir))) {
     installedBy = 'bootctl'
   } else {
-    const bytes = await readFile(source)
+    const bytes = await bootLoaderBytes(source, sign)
     for (const rel of [removable, own]) {
       const dst = join(bootDir, rel)
       await mkdir(dirname(dst), {recursive: true})
@@ -85,5 +109,5 @@ export async function installBootLoader(bootDir: string): Promise<BootLoaderResu
   // bootctl writes a commented-out loader.conf; ours replaces it.
   await mkdir(join(bootDir, 'loader', 'entries'), {recursive: true})
   await writeFileAtomic(join(bootDir, 'loader', 'loader.conf'), await loaderConf())
-  return {installedBy, source, files: [removable, own, 'loader/loader.conf']}
+  return {installedBy, signed: !!sign, source, files: [removable, own, 'loader/loader.conf']}
 }

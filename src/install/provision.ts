@@ -106,8 +106,11 @@ export async function provision(opts: {
   facts: ImageFacts
   config: Config
   bootLoader: boolean
+  /** Sign UKIs and systemd-boot with this (default: the configuration's [uki]). */
+  uki?: {key: string; cert: string}
   onProgress?: (phase: string, done: number, total: number) => void
 }): Promise<ProvisionResult> {
+  const uki = opts.uki ?? opts.config.uki
   const paths = sysrootPaths(opts.sysroot, opts.bootDir)
   await initSysroot(paths)
   const result = await deploy({
@@ -116,11 +119,14 @@ export async function provision(opts: {
     image: opts.facts.imagePath,
     objects: opts.facts.objectsDir,
     lockTimeout: 0,
+    uki,
+    // The factory deployment is not counted: there is nothing to fall back to.
+    countTries: false,
     ...(opts.onProgress && {onProgress: opts.onProgress}),
   })
   const verity = await sealOrMark(paths, imagePath(paths, result.digest), opts.facts.objects, (done, total) =>
     opts.onProgress?.('fs-verity', done, total),
   )
-  const bootLoader = opts.bootLoader ? await installBootLoader(opts.bootDir) : null
+  const bootLoader = opts.bootLoader ? await installBootLoader(opts.bootDir, uki ?? undefined) : null
   return {deploy: result, verity, bootLoader}
 }

@@ -43,6 +43,8 @@ export interface InstallResult {
   deployment: {
     generation: number
     entry: string
+    /** bls: loader/entries/ENTRY; uki: a signed unified kernel image EFI/Linux/ENTRY. */
+    entryKind: 'bls' | 'uki'
     kernel: {version: string; dir: string}
     objects: {count: number; bytes: number}
   }

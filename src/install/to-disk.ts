@@ -68,6 +68,8 @@ export interface ToDiskOptions {
   force: boolean
   espSize: number
   configFile?: string
+  /** Signed UKIs (and a signed systemd-boot) with this key and certificate. */
+  uki?: {key: string; cert: string}
   /**
    * Shown what will be erased (or created); returns whether to go on. `destructive` is false
    * only for a new or empty disk image file.
@@ -180,7 +182,14 @@ async function writeDisk(
     log(
       `deploying ${facts.image.digest.slice(0, 12)}: ${facts.objects.length} object(s), ${formatBytes(facts.objectBytes)}`,
     )
-    const p = await provision({sysroot: rootMount, bootDir, facts, config, bootLoader: true})
+    const p = await provision({
+      sysroot: rootMount,
+      bootDir,
+      facts,
+      config,
+      bootLoader: true,
+      ...(opts.uki && {uki: opts.uki}),
+    })
     log(
       p.verity.state === 'enabled'
         ? `fs-verity enabled on ${p.verity.files} file(s)`
@@ -224,6 +233,7 @@ async function writeDisk(
       deployment: {
         generation: p.deploy.generation,
         entry: p.deploy.entry,
+        entryKind: p.deploy.entryKind,
         kernel: p.deploy.kernel,
         objects: {count: facts.objects.length, bytes: facts.objectBytes},
       },

@@ -16,6 +16,8 @@ export interface ToFilesystemOptions {
   image: string
   objects: string
   configFile?: string
+  /** Signed UKIs (and a signed systemd-boot) with this key and certificate. */
+  uki?: {key: string; cert: string}
   /** Write systemd-boot and loader.conf into the boot dir (default true). */
   bootLoader?: boolean
   log?: (line: string) => void
@@ -29,7 +31,14 @@ export async function installToFilesystem(opts: ToFilesystemOptions): Promise<In
   const {config, source, path} = await installConfig(facts, opts.configFile)
   await mkdir(bootDir, {recursive: true})
   log(`deploying ${facts.image.digest.slice(0, 12)} into ${dir} (boot files in ${bootDir})`)
-  const p = await provision({sysroot: dir, bootDir, facts, config, bootLoader: opts.bootLoader ?? true})
+  const p = await provision({
+    sysroot: dir,
+    bootDir,
+    facts,
+    config,
+    bootLoader: opts.bootLoader ?? true,
+    ...(opts.uki && {uki: opts.uki}),
+  })
   log(
     p.verity.state === 'enabled'
       ? `fs-verity enabled on ${p.verity.files} file(s)`
@@ -48,6 +57,7 @@ export async function installToFilesystem(opts: ToFilesystemOptions): Promise<In
     deployment: {
       generation: p.deploy.generation,
       entry: p.deploy.entry,
+      entryKind: p.deploy.entryKind,
       kernel: p.deploy.kernel,
       objects: {count: facts.objects.length, bytes: facts.objectBytes},
     },
