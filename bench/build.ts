@@ -111,7 +111,7 @@ async function treeBench(): Promise<string> {
     }
     if (has('mkfs.erofs')) {
       rmSync(join(WORK, 'full.erofs'), {force: true})
-      mkfs.push(run('mkfs.erofs', ['-q', join(WORK, 'full.erofs'), TREE]))
+      mkfs.push(run('mkfs.erofs', [join(WORK, 'full.erofs'), TREE]))
     }
   }
   rmSync(objects, {recursive: true, force: true})

@@ -48,6 +48,12 @@ export interface ScanOptions {
   skipXattrs?: boolean
   /** lstat/readdir calls in flight; default SCAN_CONCURRENCY. */
   concurrency?: number
+  /**
+   * Called for each regular file with a single name as soon as it is found, so a caller can
+   * start reading it while the walk goes on (build hashes files during the scan). The path is
+   * the same value `files` later carries for that file.
+   */
+  onFile?: (path: DiskPath, size: number) => void
 }
 
 export interface ScanResult {
@@ -178,6 +184,7 @@ export async function scanTree(rootDir: string, opts: ScanOptions = {}): Promise
       node.size = target.length
     }
     if (!node.isDir() && st.nlink > 1n) inodeKeys.set(node, `${st.dev}:${st.ino}`)
+    else if (opts.onFile && node.isReg()) opts.onFile(diskPath(path), node.size)
     parent.addChild(byteString(name), node)
     if (++entries % PROGRESS_EVERY === 0) opts.onProgress?.(entries)
     if (node.isDir()) walker.queue(() => visitDir(node, path))

@@ -42,6 +42,8 @@ export interface WXattr {
   value: Buffer
   /** Offset in the shared xattr area, or -1 when stored inline in the inode. */
   sharedOffset: number
+  /** Identity of the name/value pair, computed once when shared xattrs are counted. */
+  id?: string
 }
 
 /** A node of the tree as it is laid out in the image. */
@@ -147,7 +149,7 @@ const VALID_TYPES = new Set([S_IFREG, S_IFDIR, S_IFLNK, S_IFBLK, S_IFCHR, S_IFSO
 /** log2 of the chunk size composefs uses for an external file of this size, and the chunk count. */
 export function chunking(size: number): {chunkBits: number; chunkCount: number} {
   // Bits needed for size-1: the smallest power of two >= size, but at least one block.
-  let chunkBits = size > 1 ? (size - 1).toString(2).length : 0
+  let chunkBits = size <= 1 ? 0 : size <= 2 ** 32 ? 32 - Math.clz32(size - 1) : (size - 1).toString(2).length
   if (chunkBits < BLOCK_BITS) chunkBits = BLOCK_BITS
   if (chunkBits - BLOCK_BITS > CHUNK_FORMAT_BLKBITS_MASK) chunkBits = CHUNK_FORMAT_BLKBITS_MASK + BLOCK_BITS
   return {chunkBits, chunkCount: Math.ceil(size / 2 ** chunkBits)}

@@ -141,7 +141,7 @@ function orderInodes(root: WNode): {nodes: WNode[]; minMtime: [number, number]; 
 /** Xattrs used by more than one inode go to the shared area (at most 128 references per inode). */
 function shareXattrs(nodes: WNode[]): WXattr[] {
   const counts = new Map<string, {x: WXattr; count: number; offset: number}>()
-  const id = (x: WXattr): string => x.key + '\0' + x.value.toString('latin1')
+  const id = (x: WXattr): string => (x.id ??= x.key + '\0' + x.value.toString('latin1'))
   for (const n of nodes) {
     for (const x of n.xattrs) {
       const k = id(x)
@@ -293,11 +293,18 @@ function layoutInodes(nodes: WNode[], minMtime: [number, number]): {inodesEnd: n
   return {inodesEnd: roundUp(pos, SLOT_SIZE), dataBlocks}
 }
 
+/** Bloom filter bit of each xattr name; a tree uses few distinct names, so they are cached. */
+const filterBits = new Map<string, number>()
+
 function xattrFilter(n: WNode): number {
   let bits = 0
   for (const x of n.xattrs) {
-    const [index, suffix] = xattrIndex(x.key)
-    const bit = xxh32(Buffer.from(suffix, 'latin1'), XATTR_FILTER_SEED + index) & 31
+    let bit = filterBits.get(x.key)
+    if (bit === undefined) {
+      const [index, suffix] = xattrIndex(x.key)
+      bit = xxh32(Buffer.from(suffix, 'latin1'), XATTR_FILTER_SEED + index) & 31
+      filterBits.set(x.key, bit)
+    }
     bits |= 1 << bit
   }
   return (XATTR_FILTER_DEFAULT & ~bits) >>> 0
@@ -451,7 +458,7 @@ function writeInode(out: Out, n: WNode, inodesEnd: number, nextBlock: {value: nu
     if (n.nBlocks === 0) out.str(n.payload!)
   } else if (n.type === S_IFREG && n.tailSize > 0) {
     if (n.content) out.bytes(n.content.subarray(n.size - n.tailSize))
-    else for (let i = 0; i < chunking(n.size).chunkCount; i++) out.u32(NULL_ADDR)
+    else for (let i = 0, count = chunking(n.size).chunkCount; i < count; i++) out.u32(NULL_ADDR)
   }
   if (out.pos - start !== n.isize) throw new Error(`internal: inode size mismatch at ${n.path()}`)
 }
