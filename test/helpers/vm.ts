@@ -14,6 +14,12 @@ import {dirname, join} from 'node:path'
 import {hasTool} from './tools.js'
 
 export const OVMF_FD = '/usr/share/ovmf/OVMF.fd'
+/** Secure Boot firmware with Debian's test ("snakeoil") key enrolled in PK/KEK/db (package ovmf). */
+export const OVMF_SB_CODE = '/usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd'
+export const OVMF_SB_VARS = '/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd'
+/** The test key and certificate enrolled there (key password `snakeoil`; test use only). */
+export const SNAKEOIL_KEY = '/usr/share/ovmf/PkKek-1-snakeoil.key'
+export const SNAKEOIL_CERT = '/usr/share/ovmf/PkKek-1-snakeoil.pem'
 export const SYSTEMD_BOOT_EFI = '/usr/lib/systemd/boot/efi/systemd-bootx64.efi'
 export const BUSYBOX_STATIC = '/bin/busybox'
 /** Where test/helpers/vm-kernel.sh leaves the 6.12 kernel (CFSBOOT_TEST_KERNEL_DIR overrides). */
@@ -63,6 +69,13 @@ export interface VmOptions {
   consoleFile: string
   timeoutMs?: number
   memoryMb?: number
+  /**
+   * Secure Boot: q35 with SMM, the snakeoil firmware read-only and a fresh copy of its variables
+   * (flags from machine-facts.md, "Secure Boot and a signed UKI").
+   */
+  secureBoot?: boolean
+  /** Stop the VM this long after the console first matches (a boot that never ends by itself). */
+  stopOn?: {pattern: RegExp; afterMs: number}
 }
 
 export interface VmResult {
@@ -77,9 +90,22 @@ export interface VmResult {
 /** Boots `disk` through OVMF and waits for the VM to power off (or the timeout). */
 export async function bootVm(opts: VmOptions): Promise<VmResult> {
   const vars = join(dirname(opts.consoleFile), `ovmf-${process.pid}-${Date.now()}.fd`)
-  copyFileSync(OVMF_FD, vars)
+  copyFileSync(opts.secureBoot ? OVMF_SB_VARS : OVMF_FD, vars)
   rmSync(opts.consoleFile, {force: true})
+  const firmware = opts.secureBoot
+    ? [
+        '-machine',
+        'q35,smm=on',
+        '-global',
+        'driver=cfi.pflash01,property=secure,value=on',
+        '-drive',
+        `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_SB_CODE}`,
+        '-drive',
+        `if=pflash,format=raw,unit=1,file=${vars}`,
+      ]
+    : ['-drive', `if=pflash,format=raw,file=${vars}`]
   const args = [
+    ...firmware,
     '-accel',
     'tcg',
     '-cpu',
@@ -96,8 +122,6 @@ export async function bootVm(opts: VmOptions): Promise<VmResult> {
     `file:${opts.consoleFile}`,
     '-no-reboot',
     '-drive',
-    `if=pflash,format=raw,file=${vars}`,
-    '-drive',
     `file=${opts.disk},format=raw,if=virtio`,
     '-nic',
     'none',
@@ -111,10 +135,22 @@ export async function bootVm(opts: VmOptions): Promise<VmResult> {
     timedOut = true
     child.kill('SIGKILL')
   }, opts.timeoutMs ?? DEFAULT_VM_TIMEOUT_MS)
+  let stopTimer: NodeJS.Timeout | undefined
+  const poll = opts.stopOn
+    ? setInterval(() => {
+        if (stopTimer || !existsSync(opts.consoleFile)) return
+        if (opts.stopOn!.pattern.test(readFileSync(opts.consoleFile, 'latin1')))
+          stopTimer = setTimeout(() => child.kill('SIGKILL'), opts.stopOn!.afterMs)
+      }, 250)
+    : undefined
   const exitCode = await new Promise<number | null>((res, rej) => {
     child.on('error', rej)
     child.on('close', (code) => res(code))
-  }).finally(() => clearTimeout(timer))
+  }).finally(() => {
+    clearTimeout(timer)
+    if (poll) clearInterval(poll)
+    if (stopTimer) clearTimeout(stopTimer)
+  })
   rmSync(vars, {force: true})
   const seconds = Number(process.hrtime.bigint() - start) / 1e9
   let text = existsSync(opts.consoleFile) ? readFileSync(opts.consoleFile, 'latin1') : ''
