@@ -40,7 +40,13 @@ export const Super = {
 } as const
 
 /** i_format: bit 0 = version (0 compact, 1 extended), bits 1-3 = data layout. */
-export const Layout = {flatPlain: 0, compressedFull: 1, flatInline: 2, compressedCompact: 3, chunkBased: 4} as const
+export const Layout = {
+  flatPlain: 0,
+  compressedFull: 1,
+  flatInline: 2,
+  compressedCompact: 3,
+  chunkBased: 4,
+} as const
 export const I_VERSION_BIT = 0
 export const I_DATALAYOUT_BIT = 1
 
