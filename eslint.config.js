@@ -5,7 +5,12 @@ export default tseslint.config(
   ...tseslint.configs.recommended,
   {
     rules: {
-      '@typescript-eslint/no-unused-vars': ['error', {argsIgnorePattern: '^_'}],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        {argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_'},
+      ],
+      // Walking up a tree from `this` needs a local that starts as `this`.
+      '@typescript-eslint/no-this-alias': 'off',
     },
   },
 )

@@ -24,7 +24,12 @@ export class CfsError extends Error {
   readonly exitCode: ExitCodeValue
   readonly data: Record<string, unknown>
 
-  constructor(code: string, message: string, exitCode: ExitCodeValue = ExitCode.Failure, data: Record<string, unknown> = {}) {
+  constructor(
+    code: string,
+    message: string,
+    exitCode: ExitCodeValue = ExitCode.Failure,
+    data: Record<string, unknown> = {},
+  ) {
     super(message)
     this.name = 'CfsError'
     this.code = code

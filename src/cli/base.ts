@@ -8,7 +8,11 @@ import {CfsError, ExitCode, oneLine} from '../errors.js'
 
 export abstract class BaseCommand extends Command {
   protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    if (err instanceof Errors.CLIError || err instanceof Errors.ExitError || (err as {oclif?: unknown}).oclif) {
+    if (
+      err instanceof Errors.CLIError ||
+      err instanceof Errors.ExitError ||
+      (err as {oclif?: unknown}).oclif
+    ) {
       return super.catch(err)
     }
     if (process.env.CFSBOOT_DEBUG) console.error(err)
