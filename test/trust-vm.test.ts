@@ -378,26 +378,39 @@ test(
               writeFileSync(file, bytes)
             },
           ],
-          ['unsigned', (file) => execFileSync('sbattach', ['--remove', good, '--output', file])],
-        ]
-        for (const [name, make] of variants) {
-          await onHost(() => {
-            for (const f of ukis(espDir))
-              if (f !== out.deployment.entry) rmSync(join(espDir, 'EFI', 'Linux', f))
-            make(join(espDir, 'EFI', 'Linux', bad))
-          })
-          await boot(
-            name,
-            (l, vm) => {
-              assert.match(vm.console, /Access Denied/, 'the firmware refused the image')
-              assert.match(vm.console, new RegExp(`Error loading .*${bad.slice(0, 18)}.*Access Denied`, 'i'))
-              assert.equal(l.get('version'), undefined, 'no image booted')
-              assert.doesNotMatch(vm.console, /cfsboot: mounted/)
+          [
+            'unsigned',
+            (file) => {
+              copyFileSync(good, file)
+              execFileSync('sbattach', ['--remove', file]) // in place: the same UKI, no signature
             },
-            {refused: true},
-          )
+          ],
+        ]
+        try {
+          for (const [name, make] of variants) {
+            await onHost(() => {
+              for (const f of ukis(espDir))
+                if (f !== out.deployment.entry) rmSync(join(espDir, 'EFI', 'Linux', f))
+              make(join(espDir, 'EFI', 'Linux', bad))
+            })
+            await boot(
+              name,
+              (l, vm) => {
+                assert.match(vm.console, /Access Denied/, 'the firmware refused the image')
+                assert.match(
+                  vm.console,
+                  new RegExp(`Error loading .*${bad.slice(0, 18)}.*Access Denied`, 'i'),
+                )
+                assert.equal(l.get('version'), undefined, 'no image booted')
+                assert.doesNotMatch(vm.console, /cfsboot: mounted/)
+              },
+              {refused: true},
+            )
+          }
+        } finally {
+          // The next steps need v1 as the default again, whatever happened here.
+          await onHost(() => rmSync(join(espDir, 'EFI', 'Linux', bad), {force: true}))
         }
-        await onHost(() => rmSync(join(espDir, 'EFI', 'Linux', bad)))
       },
     )
 
