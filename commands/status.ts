@@ -4,7 +4,9 @@ import {formatStatus, status, Status as StatusResult} from '../src/deploy/status
 
 export default class Status extends BaseCommand {
   static override summary = 'Show the deployments: booted, staged (next boot), rollback, pinned.'
-  static override description = `Deployments in the order the boot loader tries them; index 0 boots next. The --json
+  static override description = `Deployments in the order the boot loader tries them; index 0 boots next. Shows which
+deployment booted, which failed (boot counting ran out) and why (the health-check record in
+/var/lib/cfsboot/health), and the boot loader's EFI variables where they can be read. The --json
 output follows docs/schemas/status.json.`
 
   static override examples = ['<%= config.bin %> status', '<%= config.bin %> status --json']
