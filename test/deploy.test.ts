@@ -1,7 +1,16 @@
 // The deployment layer through the CLI, on real directories: deploy, status, rollback, pin,
 // undeploy, gc, the /etc merge, boot entries, fsck, and bad input that must change nothing.
 import assert from 'node:assert/strict'
-import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync} from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, describe, test} from 'node:test'
@@ -523,4 +532,26 @@ describe('fsck', () => {
     assert.ok(f.json.damage.some((d) => d.kind === 'image' && d.path.endsWith(v1.digest)))
     assert.ok(f.json.damage.some((d) => d.kind === 'entry'))
   })
+})
+
+test('an older duplicate of a deployment entry (a rename cut short) is a note for fsck and removed by gc', async () => {
+  const s = await makeSysroot()
+  const v1 = makeImage(freshDir('dup1'), {version: '1'})
+  await deployOk(s, v1)
+  const [name] = readdirSync(s.paths.entries).filter((n) => n.endsWith('.conf'))
+  assert.ok(name)
+  // The same deployment under its counter-less name with a lower version: what a crash between
+  // writing the renamed entry and removing the old file leaves.
+  const text = readFileSync(join(s.paths.entries, name), 'utf8').replace(/^version .*$/m, 'version 0')
+  const dup = name.includes('+') ? name.replace(/\+[\d-]+\.conf$/, '.conf') : name.replace('.conf', '+1.conf')
+  writeFileSync(join(s.paths.entries, dup), text)
+  const fsck = await cliJson<FsckResult>(s, ['fsck'])
+  assert.equal(fsck.r.code, 0, fsck.r.stderr)
+  assert.ok(
+    fsck.json.notes.some((n) => n.includes('older duplicate')),
+    fsck.json.notes.join('; '),
+  )
+  const g = await cliJson<GcResult>(s, ['gc'])
+  assert.equal(g.r.code, 0, g.r.stderr)
+  assert.deepEqual(readdirSync(s.paths.entries).sort(), [name])
 })

@@ -153,6 +153,8 @@ export async function fsck(opts: {
         repaired: false,
       })
     }
+    for (const e of view.staleEntries)
+      notes.push(`entry ${e.file} is an older duplicate of its deployment's entry (gc removes it)`)
     for (const name of view.invalidEntries) notes.push(`entry ${name} is not a valid cfsboot entry (ignored)`)
 
     const unreferenced = [...present].filter((p) => !referenced.has(p)).length

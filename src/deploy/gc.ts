@@ -99,7 +99,11 @@ export async function gc(opts: {
     }
 
     // Sweep: entries first (dropped deployments' and dangling ones), then deployment dirs.
-    for (const e of [...dropped.flatMap((d) => (d.entry ? [d.entry] : [])), ...view.danglingEntries]) {
+    for (const e of [
+      ...dropped.flatMap((d) => (d.entry ? [d.entry] : [])),
+      ...view.danglingEntries,
+      ...view.staleEntries,
+    ]) {
       result.entries++
       if (!dryRun) await removeEntry(paths.entries, e)
     }

@@ -30,6 +30,8 @@ export interface SysrootView {
   deployments: DeploymentView[]
   /** Entries whose deployment is missing, and deployment dirs that cannot be read. */
   danglingEntries: BootEntry[]
+  /** Older extra entries of a deployment that has a newer one (a rename interrupted by a crash). */
+  staleEntries: BootEntry[]
   brokenDeployments: string[]
   invalidEntries: string[]
 }
@@ -43,11 +45,16 @@ export async function viewSysroot(paths: Paths, config: Config): Promise<Sysroot
   const byDigest = new Map(deployments.map((d) => [d.digest, d]))
   const ordered: {d: Deployment; e: BootEntry | null}[] = []
   const danglingEntries: BootEntry[] = []
+  const staleEntries: BootEntry[] = []
   const seen = new Set<string>()
   for (const e of entries) {
     const d = byDigest.get(e.digest)
-    if (!d || seen.has(e.digest)) {
-      if (!d) danglingEntries.push(e)
+    if (!d) {
+      danglingEntries.push(e)
+      continue
+    }
+    if (seen.has(e.digest)) {
+      staleEntries.push(e) // the first one in boot order is the one the boot loader uses
       continue
     }
     seen.add(e.digest)
@@ -89,6 +96,7 @@ export async function viewSysroot(paths: Paths, config: Config): Promise<Sysroot
       kept: keep.has(o.d.digest),
     })),
     danglingEntries,
+    staleEntries,
     brokenDeployments: broken,
     invalidEntries: invalid,
   }
