@@ -20,7 +20,7 @@ import {CfsError, DamageError, DigestMismatchError, ExitCode, InvalidInputError}
 import {ObjectStore, TEMP_PREFIX} from '../store/objects.js'
 import {acquireLock} from '../system/lock.js'
 import {FsNode} from '../tree/node.js'
-import {fsyncDir, tempPathFor, writeFileAtomic} from '../util/fs.js'
+import {exists, fsyncDir, tempPathFor, writeFileAtomic} from '../util/fs.js'
 import {DigestPool} from '../verity/pool.js'
 import {bootedDigest} from './booted.js'
 import {Config} from './config.js'
@@ -84,15 +84,6 @@ function digestOfPath(path: string): Buffer {
       `image references ${JSON.stringify(path)}, which is not an object path (xx/yyyy…)`,
     )
   return Buffer.from(path.replace('/', ''), 'hex')
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p)
-    return true
-  } catch {
-    return false
-  }
 }
 
 /** Objects the store lacks; each must be in the source dir with the right digest. */

@@ -7,12 +7,13 @@
 // staging leftovers — what an interrupted command leaves behind, for gc to remove.
 // --repair removes what is damaged and can be re-fetched (corrupt objects, dangling entries).
 
-import {access, readdir, rm} from 'node:fs/promises'
+import {readdir, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {ObjectStore} from '../store/objects.js'
 import {acquireLock, Lock} from '../system/lock.js'
 import {objectPath} from '../tree/node.js'
+import {exists} from '../util/fs.js'
 import {DigestPool} from '../verity/pool.js'
 import {Config} from './config.js'
 import {removeEntry} from './entries.js'
@@ -33,15 +34,6 @@ export interface FsckResult {
   deployments: number
   damage: FsckProblem[]
   notes: string[]
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p)
-    return true
-  } catch {
-    return false
-  }
 }
 
 export async function fsck(opts: {

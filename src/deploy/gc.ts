@@ -11,15 +11,14 @@ import {join} from 'node:path'
 
 import {DamageError, oneLine} from '../errors.js'
 import {ObjectStore} from '../store/objects.js'
-import {acquireLock} from '../system/lock.js'
 import {objectPath} from '../tree/node.js'
 import {fsyncDir} from '../util/fs.js'
 import {Config} from './config.js'
 import {removeEntry} from './entries.js'
 import {loadImage, referencedObjects} from './images.js'
-import {imagePath, isDigest, Paths, requireSysroot} from './paths.js'
+import {imagePath, isDigest, Paths} from './paths.js'
 import {removeDeploymentDir} from './undeploy.js'
-import {viewSysroot} from './view.js'
+import {withLockedView} from './view.js'
 
 export interface GcResult {
   dryRun: boolean
@@ -59,13 +58,7 @@ export async function gc(opts: {
 }): Promise<GcResult> {
   const {paths} = opts
   const dryRun = opts.dryRun ?? false
-  await requireSysroot(paths)
-  const lock = await acquireLock(
-    paths.lock,
-    opts.lockTimeout !== undefined ? {timeout: opts.lockTimeout} : {},
-  )
-  try {
-    const view = await viewSysroot(paths, opts.config)
+  return withLockedView(opts, async (view) => {
     const kept = view.deployments.filter((d) => d.kept)
     const dropped = view.deployments.filter((d) => !d.kept)
     const result: GcResult = {
@@ -138,7 +131,5 @@ export async function gc(opts: {
       await rm(paths.staging, {recursive: true, force: true})
     }
     return result
-  } finally {
-    lock.release()
-  }
+  })
 }

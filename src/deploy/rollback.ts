@@ -4,11 +4,10 @@
 // `cfsboot deploy` of a failed one makes it the default again on purpose.
 
 import {CfsError, ExitCode} from '../errors.js'
-import {acquireLock} from '../system/lock.js'
 import {Config} from './config.js'
 import {makeDefault, nextGeneration, readEntries} from './entries.js'
-import {Paths, requireSysroot} from './paths.js'
-import {viewSysroot} from './view.js'
+import {Paths} from './paths.js'
+import {withLockedView} from './view.js'
 
 export interface RollbackResult {
   /** The deployment that now boots next. */
@@ -25,13 +24,7 @@ export async function rollback(opts: {
   config: Config
   lockTimeout?: number
 }): Promise<RollbackResult> {
-  await requireSysroot(opts.paths)
-  const lock = await acquireLock(
-    opts.paths.lock,
-    opts.lockTimeout !== undefined ? {timeout: opts.lockTimeout} : {},
-  )
-  try {
-    const view = await viewSysroot(opts.paths, opts.config)
+  return withLockedView(opts, async (view) => {
     const current = view.deployments.find((d) => d.default)
     const target = view.deployments.find((d) => d.rollback)
     if (!current || !target?.entry) {
@@ -47,7 +40,5 @@ export async function rollback(opts: {
       generation,
       entry: updated.file,
     }
-  } finally {
-    lock.release()
-  }
+  })
 }

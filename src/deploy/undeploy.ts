@@ -5,13 +5,12 @@
 import {mkdir, rename, rm, rmdir} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {CfsError, ExitCode, InvalidInputError} from '../errors.js'
-import {acquireLock} from '../system/lock.js'
+import {CfsError, ExitCode} from '../errors.js'
 import {fsyncDir} from '../util/fs.js'
 import {Config} from './config.js'
 import {removeEntry} from './entries.js'
-import {deploymentDir, Paths, requireSysroot} from './paths.js'
-import {selectDeployment, viewSysroot} from './view.js'
+import {deploymentDir, Paths} from './paths.js'
+import {requireDeployment, withLockedView} from './view.js'
 
 /** Removes a deployment directory by first moving it out of deployments/ (one atomic step). */
 export async function removeDeploymentDir(paths: Paths, digest: string): Promise<void> {
@@ -30,15 +29,8 @@ export async function undeploy(opts: {
   which: string
   lockTimeout?: number
 }): Promise<{digest: string}> {
-  await requireSysroot(opts.paths)
-  const lock = await acquireLock(
-    opts.paths.lock,
-    opts.lockTimeout !== undefined ? {timeout: opts.lockTimeout} : {},
-  )
-  try {
-    const view = await viewSysroot(opts.paths, opts.config)
-    const sel = selectDeployment(view, opts.which)
-    if (!sel) throw new InvalidInputError(`no deployment ${JSON.stringify(opts.which)} (see cfsboot status)`)
+  return withLockedView(opts, async (view) => {
+    const sel = requireDeployment(view, opts.which)
     if (sel.booted)
       throw new CfsError(
         'EBOOTED',
@@ -54,7 +46,5 @@ export async function undeploy(opts: {
     }
     await removeDeploymentDir(opts.paths, sel.deployment.digest)
     return {digest: sel.deployment.digest}
-  } finally {
-    lock.release()
-  }
+  })
 }

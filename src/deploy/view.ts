@@ -3,11 +3,13 @@
 // Kept by gc: the booted one, the default, `keep-rollback` more bootable ones, the pinned ones,
 // and always the last good one (an entry without a boot counter).
 
+import {InvalidInputError} from '../errors.js'
+import {acquireLock} from '../system/lock.js'
 import {bootedDigest} from './booted.js'
 import {Config} from './config.js'
 import {Deployment, listDeployments} from './deployments.js'
 import {BootEntry, readEntries} from './entries.js'
-import {Paths} from './paths.js'
+import {Paths, requireSysroot} from './paths.js'
 
 export interface DeploymentView {
   /** Position in boot order (0 boots next); deployments without an entry come last. */
@@ -108,4 +110,31 @@ export function selectDeployment(view: SysrootView, which: string): DeploymentVi
   if (!/^[0-9a-f]{6,64}$/.test(which)) return undefined
   const found = view.deployments.filter((d) => d.deployment.digest.startsWith(which))
   return found.length === 1 ? found[0] : undefined
+}
+
+/** selectDeployment, or one clear line naming what was asked for. */
+export function requireDeployment(view: SysrootView, which: string): DeploymentView {
+  const sel = selectDeployment(view, which)
+  if (!sel) throw new InvalidInputError(`no deployment ${JSON.stringify(which)} (see cfsboot status)`)
+  return sel
+}
+
+/**
+ * The prologue of every state-changing verb: refuse what is not a cfsboot sysroot, take the
+ * sysroot lock, and hand `fn` a view read under it (so nothing changes between look and act).
+ */
+export async function withLockedView<T>(
+  opts: {paths: Paths; config: Config; lockTimeout?: number},
+  fn: (view: SysrootView) => Promise<T>,
+): Promise<T> {
+  await requireSysroot(opts.paths)
+  const lock = await acquireLock(
+    opts.paths.lock,
+    opts.lockTimeout !== undefined ? {timeout: opts.lockTimeout} : {},
+  )
+  try {
+    return await fn(await viewSysroot(opts.paths, opts.config))
+  } finally {
+    lock.release()
+  }
 }

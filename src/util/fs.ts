@@ -4,7 +4,7 @@
 
 import {randomBytes} from 'node:crypto'
 import {constants} from 'node:fs'
-import {open, rename, rm} from 'node:fs/promises'
+import {access, open, rename, rm} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 
 /** A temporary name beside `path`, recognisable (and safe to delete) after a crash. */
@@ -47,4 +47,13 @@ export async function writeFileAtomic(
     throw err
   }
   await fsyncDir(dirname(path))
+}
+
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path)
+    return true
+  } catch {
+    return false
+  }
 }
