@@ -24,8 +24,6 @@
 import assert from 'node:assert/strict'
 import {execFileSync} from 'node:child_process'
 import {
-  chmodSync,
-  copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -33,7 +31,6 @@ import {
   readFileSync,
   renameSync,
   rmSync,
-  symlinkSync,
   writeFileSync,
 } from 'node:fs'
 import {tmpdir} from 'node:os'
@@ -41,17 +38,9 @@ import {join} from 'node:path'
 import {test} from 'node:test'
 
 import {readFatToDir, writeDirToFat} from '../src/system/fat.js'
-import {RUN_JS} from './helpers/sysroot.js'
 import {installByHand, TestDisk, withRoot} from './helpers/vm-disk.js'
-import {
-  BUSYBOX_STATIC,
-  bootVm,
-  cachedKernel,
-  TestKernel,
-  testLines,
-  VmResult,
-  vmSkipReason,
-} from './helpers/vm.js'
+import {makeBusyboxRootfs, vmTestCli} from './helpers/vm-rootfs.js'
+import {bootVm, cachedKernel, TestKernel, testLines, VmResult, vmSkipReason} from './helpers/vm.js'
 
 const skip = vmSkipReason()
 /** Kernel arguments every entry gets (cfsboot.conf [boot] kernel-args). rd.shell=0: a failed
@@ -109,47 +98,17 @@ interface Built {
   digest: string
 }
 
-function cli(args: string[], env: NodeJS.ProcessEnv): string {
-  return execFileSync(process.execPath, [RUN_JS, ...args], {
-    encoding: 'utf8',
-    env: {...process.env, NO_COLOR: '1', ...env},
-    stdio: ['ignore', 'pipe', 'pipe'],
-    maxBuffer: 1 << 26,
-  })
-}
+const cli = vmTestCli
 
 /** The test rootfs: busybox, the init above, the kernel and initramfs, and a data file. */
 function makeRootfs(dir: string, version: string, kernel: TestKernel, initramfs: string): void {
-  const bin = join(dir, 'usr', 'bin')
-  mkdirSync(bin, {recursive: true})
-  copyFileSync(BUSYBOX_STATIC, join(bin, 'busybox'))
-  chmodSync(join(bin, 'busybox'), 0o755)
-  for (const applet of execFileSync(BUSYBOX_STATIC, ['--list'], {encoding: 'utf8'}).split('\n')) {
-    if (applet && applet !== 'busybox') symlinkSync('busybox', join(bin, applet))
-  }
-  symlinkSync('usr/bin', join(dir, 'bin'))
-  mkdirSync(join(dir, 'sbin'))
-  writeFileSync(join(dir, 'sbin', 'init'), INIT, {mode: 0o755})
-  // /etc, /var and /sysroot are where the initramfs mounts; proc/sys/dev/run for the kernel.
-  for (const d of ['etc', 'var', 'sysroot', 'proc', 'sys', 'dev', 'run', 'tmp']) mkdirSync(join(dir, d))
+  makeBusyboxRootfs({dir, version, init: INIT, kernel, initramfs})
   writeFileSync(join(dir, 'etc', 'hostname'), 'cfsboot-vm\n')
-  const share = join(dir, 'usr', 'share', 'cfsboot-test')
-  mkdirSync(share, {recursive: true})
-  writeFileSync(join(share, 'version'), `${version}\n`)
   // Over 64 bytes, so it is an object (different in each version: a v2-only object).
   writeFileSync(
-    join(share, 'data.txt'),
+    join(dir, 'usr', 'share', 'cfsboot-test', 'data.txt'),
     `data-of-v${version}\n` + `payload of version ${version}\n`.repeat(20),
   )
-  mkdirSync(join(dir, 'usr', 'lib'), {recursive: true})
-  writeFileSync(
-    join(dir, 'usr', 'lib', 'os-release'),
-    `NAME="cfsboot test"\nID=cfsboot-test\nVERSION_ID=${version}\nPRETTY_NAME="cfsboot test ${version}"\n`,
-  )
-  const mod = join(dir, 'usr', 'lib', 'modules', kernel.kver)
-  mkdirSync(mod, {recursive: true})
-  copyFileSync(kernel.vmlinuz, join(mod, 'vmlinuz'))
-  copyFileSync(initramfs, join(mod, 'initramfs.img'))
 }
 
 function objectFiles(dir: string): Set<string> {

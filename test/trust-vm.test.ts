@@ -27,7 +27,6 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
-  symlinkSync,
   writeFileSync,
 } from 'node:fs'
 import {tmpdir} from 'node:os'
@@ -39,10 +38,9 @@ import {Ajv} from 'ajv'
 import {parsePeHeaders, sectionRange} from '../src/boot/pe.js'
 import {readFatToDir, writeDirToFat} from '../src/system/fat.js'
 import {hasTool} from './helpers/tools.js'
-import {RUN_JS} from './helpers/sysroot.js'
 import {TestDisk, withRoot} from './helpers/vm-disk.js'
+import {makeBusyboxRootfs, vmTestCli} from './helpers/vm-rootfs.js'
 import {
-  BUSYBOX_STATIC,
   bootVm,
   cachedKernel,
   OVMF_SB_CODE,
@@ -109,14 +107,7 @@ interface Built {
   digest: string
 }
 
-function cli(args: string[], env: NodeJS.ProcessEnv): string {
-  return execFileSync(process.execPath, [RUN_JS, ...args], {
-    encoding: 'utf8',
-    env: {...process.env, NO_COLOR: '1', ...env},
-    stdio: ['ignore', 'pipe', 'pipe'],
-    maxBuffer: 1 << 26,
-  })
-}
+const cli = vmTestCli
 
 /** A busybox rootfs with the kernel, the health program and the checks of `checks`. */
 function makeRootfs(
@@ -127,28 +118,9 @@ function makeRootfs(
   modules: string,
   checks: Record<string, string>,
 ): void {
-  const bin = join(dir, 'usr', 'bin')
-  mkdirSync(bin, {recursive: true})
-  copyFileSync(BUSYBOX_STATIC, join(bin, 'busybox'))
-  chmodSync(join(bin, 'busybox'), 0o755)
-  for (const applet of execFileSync(BUSYBOX_STATIC, ['--list'], {encoding: 'utf8'}).split('\n')) {
-    if (applet && applet !== 'busybox') symlinkSync('busybox', join(bin, applet))
-  }
-  symlinkSync('usr/bin', join(dir, 'bin'))
-  mkdirSync(join(dir, 'sbin'))
-  writeFileSync(join(dir, 'sbin', 'init'), INIT, {mode: 0o755})
-  for (const d of ['etc', 'var', 'sysroot', 'proc', 'sys', 'dev', 'run', 'tmp']) mkdirSync(join(dir, d))
+  const lib = makeBusyboxRootfs({dir, version, init: INIT, kernel, initramfs})
   mkdirSync(join(dir, 'etc', 'cfsboot'))
   writeFileSync(join(dir, 'etc', 'cfsboot', 'cfsboot.conf'), '[health]\ntimeout = 20\non-failure = reboot\n')
-  const share = join(dir, 'usr', 'share', 'cfsboot-test')
-  mkdirSync(share, {recursive: true})
-  writeFileSync(join(share, 'version'), `${version}\n`)
-  const lib = join(dir, 'usr', 'lib')
-  mkdirSync(lib, {recursive: true})
-  writeFileSync(
-    join(lib, 'os-release'),
-    `NAME="cfsboot test"\nID=cfsboot-test\nVERSION_ID=${version}\nPRETTY_NAME="cfsboot test ${version}"\n`,
-  )
   mkdirSync(join(lib, 'cfsboot', 'health.d'), {recursive: true})
   copyFileSync(HEALTH_PROGRAM, join(lib, 'cfsboot', 'cfsboot-health'))
   chmodSync(join(lib, 'cfsboot', 'cfsboot-health'), 0o755)
@@ -156,10 +128,6 @@ function makeRootfs(
     writeFileSync(join(lib, 'cfsboot', 'health.d', name), `#!/bin/sh\n${body}\n`, {mode: 0o755})
   mkdirSync(join(lib, 'cfsboot-test'), {recursive: true})
   execFileSync('cp', ['-r', modules, join(lib, 'cfsboot-test', 'modules')])
-  const mod = join(lib, 'modules', kernel.kver)
-  mkdirSync(mod, {recursive: true})
-  copyFileSync(kernel.vmlinuz, join(mod, 'vmlinuz'))
-  copyFileSync(initramfs, join(mod, 'initramfs.img'))
 }
 
 /** fat, vfat, nls and efivarfs from the test kernel, decompressed (busybox insmod takes .ko). */
