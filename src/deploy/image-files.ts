@@ -5,6 +5,7 @@
 import {access, readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
+import {parseOsRelease} from '../boot/uki.js'
 import {DamageError, InvalidInputError} from '../errors.js'
 import {cmpBytes, FsNode} from '../tree/node.js'
 import {lookupPath} from '../tree/lookup.js'
@@ -49,14 +50,5 @@ export function findKernel(root: FsNode): {version: string; vmlinuz: FsNode; ini
 export async function readOsRelease(root: FsNode, objectDirs: string[]): Promise<Record<string, string>> {
   const node = lookupPath(root, '/etc/os-release') ?? lookupPath(root, '/usr/lib/os-release')
   if (!node?.isReg() || node.size > 64 * 1024) return {}
-  const text = (await readImageFile(node, objectDirs)).toString('utf8')
-  const out: Record<string, string> = {}
-  for (const line of text.split('\n')) {
-    const m = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim())
-    if (!m) continue
-    let v = m[2]!
-    if (/^(["']).*\1$/.test(v)) v = v.slice(1, -1).replace(/\\(["\\$`])/g, '$1')
-    out[m[1]!] = v
-  }
-  return out
+  return parseOsRelease((await readImageFile(node, objectDirs)).toString('utf8'))
 }
