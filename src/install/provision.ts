@@ -15,6 +15,7 @@ import {DamageError, InvalidInputError} from '../errors.js'
 import {lookupPath} from '../tree/lookup.js'
 import {BootLoaderResult, installBootLoader} from './esp.js'
 import {SealResult, sealOrMark} from '../deploy/seal.js'
+import {InstallResult} from './result.js'
 
 /** Where an image keeps the configuration its own deploys will use. */
 export const IMAGE_CONFIG_PATH = '/etc/cfsboot/cfsboot.conf'
@@ -129,4 +130,25 @@ export async function provision(opts: {
   )
   const bootLoader = opts.bootLoader ? await installBootLoader(opts.bootDir, uki ?? undefined) : null
   return {deploy: result, verity, bootLoader}
+}
+
+/** The part of an install's result that both methods report the same way. */
+export function provisionSummary(
+  p: ProvisionResult,
+  facts: ImageFacts,
+  cfg: InstallConfig,
+): Pick<InstallResult, 'digest' | 'deployment' | 'config' | 'verity' | 'bootLoader'> {
+  return {
+    digest: p.deploy.digest,
+    deployment: {
+      generation: p.deploy.generation,
+      entry: p.deploy.entry,
+      entryKind: p.deploy.entryKind,
+      kernel: p.deploy.kernel,
+      objects: {count: facts.objects.length, bytes: facts.objectBytes},
+    },
+    config: {source: cfg.source, path: cfg.path, verity: cfg.config.verity},
+    verity: p.verity,
+    bootLoader: p.bootLoader,
+  }
 }

@@ -40,7 +40,7 @@ import {
   DiskFacts,
   preflightDisk,
 } from './preflight.js'
-import {checkImage, ImageFacts, installConfig, provision} from './provision.js'
+import {checkImage, ImageFacts, installConfig, provision, provisionSummary} from './provision.js'
 import {
   diskBytesNeeded,
   ESP_FS_LABEL,
@@ -168,7 +168,8 @@ async function writeDisk(
 
   log(`making ext4 on ${rootPart!.node}`)
   await makeExt4(rootPart!.node, ROOT_FS_LABEL)
-  const {config, source, path} = await installConfig(facts, opts.configFile)
+  const cfg = await installConfig(facts, opts.configFile)
+  const {config} = cfg
 
   const work = await mkdtemp(join(tmpdir(), 'cfsboot-install-'))
   const rootMount = join(work, 'root')
@@ -207,7 +208,6 @@ async function writeDisk(
       apiVersion: 'cfsboot/v1',
       kind: 'Install',
       method: 'to-disk',
-      digest: p.deploy.digest,
       partitions: [
         {
           number: 1,
@@ -230,16 +230,7 @@ async function writeDisk(
       ],
       sysroot: null,
       bootDir: null,
-      deployment: {
-        generation: p.deploy.generation,
-        entry: p.deploy.entry,
-        entryKind: p.deploy.entryKind,
-        kernel: p.deploy.kernel,
-        objects: {count: facts.objects.length, bytes: facts.objectBytes},
-      },
-      config: {source, path, verity: config.verity},
-      verity: p.verity,
-      bootLoader: p.bootLoader,
+      ...provisionSummary(p, facts, cfg),
     }
   } finally {
     if (mounted) await unmount(rootMount).catch(() => undefined)

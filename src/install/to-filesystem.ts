@@ -7,7 +7,7 @@ import {mkdir} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 
 import {checkTargetDirectory} from './preflight.js'
-import {checkImage, installConfig, provision} from './provision.js'
+import {checkImage, installConfig, provision, provisionSummary} from './provision.js'
 import {InstallResult} from './result.js'
 
 export interface ToFilesystemOptions {
@@ -28,7 +28,8 @@ export async function installToFilesystem(opts: ToFilesystemOptions): Promise<In
   const facts = await checkImage(opts.image, opts.objects)
   const dir = await checkTargetDirectory(opts.dir)
   const bootDir = opts.bootDir !== undefined ? resolve(opts.bootDir) : join(dir, 'boot')
-  const {config, source, path} = await installConfig(facts, opts.configFile)
+  const cfg = await installConfig(facts, opts.configFile)
+  const {config} = cfg
   await mkdir(bootDir, {recursive: true})
   log(`deploying ${facts.image.digest.slice(0, 12)} into ${dir} (boot files in ${bootDir})`)
   const p = await provision({
@@ -53,16 +54,6 @@ export async function installToFilesystem(opts: ToFilesystemOptions): Promise<In
     partitions: null,
     sysroot: dir,
     bootDir,
-    digest: p.deploy.digest,
-    deployment: {
-      generation: p.deploy.generation,
-      entry: p.deploy.entry,
-      entryKind: p.deploy.entryKind,
-      kernel: p.deploy.kernel,
-      objects: {count: facts.objects.length, bytes: facts.objectBytes},
-    },
-    config: {source, path, verity: config.verity},
-    verity: p.verity,
-    bootLoader: p.bootLoader,
+    ...provisionSummary(p, facts, cfg),
   }
 }
