@@ -17,6 +17,7 @@ import {ObjectStore} from './store/objects.js'
 import {FsNode, objectPath} from './tree/node.js'
 import {DiskPath, scanTree, ScannedFile} from './tree/scan.js'
 import {Limits} from './format/erofs/layout.js'
+import {forEachLimit} from './util/concurrency.js'
 import {writeFileAtomic} from './util/fs.js'
 import {DigestPool} from './verity/pool.js'
 
@@ -132,15 +133,6 @@ async function hashFiles(
     f.node.payload = objectPath(digests[i]!)
   })
   return {external, inline: inline.length, externalBytes}
-}
-
-/** Runs `fn` over `items` with at most `limit` in flight. */
-async function forEachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]!)
-  }
-  await Promise.all(Array.from({length: Math.min(limit, items.length)}, worker))
 }
 
 async function readExactly(path: DiskPath, size: number): Promise<Buffer> {

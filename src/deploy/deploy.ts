@@ -20,6 +20,7 @@ import {CfsError, DamageError, DigestMismatchError, ExitCode, InvalidInputError}
 import {ObjectStore, TEMP_PREFIX} from '../store/objects.js'
 import {acquireLock} from '../system/lock.js'
 import {FsNode} from '../tree/node.js'
+import {forEachLimit} from '../util/concurrency.js'
 import {exists, fsyncDir, tempPathFor, writeFileAtomic} from '../util/fs.js'
 import {DigestPool} from '../verity/pool.js'
 import {bootedDigest} from './booted.js'
@@ -86,10 +87,10 @@ function digestOfPath(path: string): Buffer {
   return Buffer.from(path.replace('/', ''), 'hex')
 }
 
-/** Objects the store lacks; each must be in the source dir with the right digest. */
 /** Above this many references, list the store once instead of probing each object. */
 const LIST_STORE_THRESHOLD = 512
 
+/** Objects the store lacks; each must be in the source dir with the right digest. */
 async function planImports(
   refs: ObjectRef[],
   store: ObjectStore,
@@ -134,6 +135,9 @@ async function planImports(
   return missing
 }
 
+/** Object imports in flight (forEachLimit waits for all of them before a failed deploy is undone). */
+const IMPORT_CONCURRENCY = 4
+
 /**
  * Imports objects: a hardlink when the source is on the same filesystem, else a copy. Every object
  * added is recorded in `added` (as soon as it has its name) so a failed deploy can take it back.
@@ -147,52 +151,36 @@ async function importObjects(
 ): Promise<number> {
   let bytes = 0
   let done = 0
-  let failed = false
   const linkedDirs = new Set<string>()
   // Fan-out dirs this import creates are taken back with it on failure (recorded before their
   // objects, so the undo, newest first, empties them first).
   for (const fanout of new Set(missing.map((r) => dirname(store.path(digestOfPath(r.path)))))) {
     if (!(await exists(fanout))) added.push(fanout)
   }
-  const queue = [...missing]
-  const worker = async (): Promise<void> => {
-    for (let r = queue.pop(); r && !failed; r = queue.pop()) {
-      const digest = digestOfPath(r.path)
-      const src = join(source, r.path)
-      const dst = store.path(digest)
-      let linked = false
-      if (!(await exists(dst))) {
-        const fanout = dirname(dst)
-        if (await mkdir(fanout, {recursive: true})) linkedDirs.add(store.dir)
-        // The store's temporary name, so an interrupted import is cleaned by gc like any other.
-        const tmp = join(fanout, `${TEMP_PREFIX}${basename(dst)}-${randomBytes(6).toString('hex')}`)
-        try {
-          await link(src, tmp)
-          await rename(tmp, dst)
-          linkedDirs.add(fanout)
-          linked = true
-        } catch {
-          await rm(tmp, {force: true})
-        }
+  await forEachLimit(missing, IMPORT_CONCURRENCY, async (r) => {
+    const digest = digestOfPath(r.path)
+    const src = join(source, r.path)
+    const dst = store.path(digest)
+    let linked = false
+    if (!(await exists(dst))) {
+      const fanout = dirname(dst)
+      if (await mkdir(fanout, {recursive: true})) linkedDirs.add(store.dir)
+      // The store's temporary name, so an interrupted import is cleaned by gc like any other.
+      const tmp = join(fanout, `${TEMP_PREFIX}${basename(dst)}-${randomBytes(6).toString('hex')}`)
+      try {
+        await link(src, tmp)
+        await rename(tmp, dst)
+        linkedDirs.add(fanout)
+        linked = true
+      } catch {
+        await rm(tmp, {force: true})
       }
-      if (!linked) await store.importFile(src, digest)
-      added.push(dst)
-      bytes += r.size
-      opts.onProgress?.('import', ++done, missing.length)
     }
-  }
-  // Wait for every worker even when one fails, so nothing is still writing when we clean up.
-  const stopOnFailure = async (): Promise<void> => {
-    try {
-      await worker()
-    } catch (err) {
-      failed = true
-      throw err
-    }
-  }
-  const results = await Promise.allSettled(Array.from({length: 4}, stopOnFailure))
-  const failure = results.find((r) => r.status === 'rejected')
-  if (failure) throw failure.reason
+    if (!linked) await store.importFile(src, digest)
+    added.push(dst)
+    bytes += r.size
+    opts.onProgress?.('import', ++done, missing.length)
+  })
   // The names of linked objects must be durable before anything refers to them.
   for (const dir of linkedDirs) await fsyncDir(dir)
   await store.flush()
