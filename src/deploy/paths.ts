@@ -23,7 +23,6 @@ export interface Paths {
   deployments: string
   staging: string
   lock: string
-  state: string
   var: string
   bootDir: string
   entries: string
@@ -43,7 +42,6 @@ export function sysrootPaths(sysroot: string, bootDir?: string): Paths {
     deployments: join(composefs, 'deployments'),
     staging: join(composefs, 'staging'),
     lock: join(composefs, 'cfsboot.lock'),
-    state: join(composefs, 'state.json'),
     var: join(sysroot, 'var'),
     bootDir: boot,
     entries: join(boot, 'loader', 'entries'),

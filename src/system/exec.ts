@@ -152,10 +152,3 @@ export async function which(tool: string): Promise<string | null> {
   whichCache.set(tool, found)
   return found
 }
-
-/** Throws an UnsupportedError when a tool is missing. */
-export async function requireTool(tool: string): Promise<string> {
-  const path = await which(tool)
-  if (!path) throw missingTool(tool)
-  return path
-}

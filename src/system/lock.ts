@@ -69,13 +69,3 @@ export async function acquireLock(path: string, opts: LockOptions = {}): Promise
     },
   }
 }
-
-/** Runs `fn` under the lock. */
-export async function withLock<T>(path: string, opts: LockOptions, fn: () => Promise<T>): Promise<T> {
-  const lock = await acquireLock(path, opts)
-  try {
-    return await fn()
-  } finally {
-    lock.release()
-  }
-}
