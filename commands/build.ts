@@ -1,8 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 
 import {buildImage, BuildResult} from '../src/build.js'
-import {BaseCommand} from '../src/cli/base.js'
-import {progressBar} from '../src/cli/progress.js'
+import {BaseCommand} from '../cli/base.js'
+import {progressBar} from '../cli/progress.js'
 
 export default class Build extends BaseCommand {
   static override summary = 'Build a composefs image from a directory tree or a composefs dump.'

@@ -1,9 +1,9 @@
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../src/cli/base.js'
-import {progressBar} from '../src/cli/progress.js'
-import {lockFlags, resolveSysroot, sysrootFlags} from '../src/cli/sysroot-flags.js'
-import {ukiFlags, ukiFromFlags} from '../src/cli/uki-flags.js'
+import {BaseCommand} from '../cli/base.js'
+import {progressBar} from '../cli/progress.js'
+import {lockFlags, resolveSysroot, sysrootFlags} from '../cli/sysroot-flags.js'
+import {ukiFlags, ukiFromFlags} from '../cli/uki-flags.js'
 import {deploy, DeployResult} from '../src/deploy/deploy.js'
 
 export default class Deploy extends BaseCommand {

@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../src/cli/base.js'
+import {BaseCommand} from '../cli/base.js'
 import {digestLine, digestPaths, DigestResult, describeReadError} from '../src/verity/digest-files.js'
 import {InvalidInputError} from '../src/errors.js'
 

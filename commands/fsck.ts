@@ -1,8 +1,8 @@
 import {Flags} from '@oclif/core'
 
-import {BaseCommand} from '../src/cli/base.js'
-import {progressBar} from '../src/cli/progress.js'
-import {lockFlags, resolveSysroot, sysrootFlags} from '../src/cli/sysroot-flags.js'
+import {BaseCommand} from '../cli/base.js'
+import {progressBar} from '../cli/progress.js'
+import {lockFlags, resolveSysroot, sysrootFlags} from '../cli/sysroot-flags.js'
 import {fsck, FsckResult} from '../src/deploy/fsck.js'
 import {ExitCode} from '../src/errors.js'
 

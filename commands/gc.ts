@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
-import {BaseCommand} from '../src/cli/base.js'
-import {lockFlags, resolveSysroot, sysrootFlags} from '../src/cli/sysroot-flags.js'
+import {BaseCommand} from '../cli/base.js'
+import {lockFlags, resolveSysroot, sysrootFlags} from '../cli/sysroot-flags.js'
 import {gc, GcResult} from '../src/deploy/gc.js'
 
 export default class Gc extends BaseCommand {

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {buildInitramfs, InitramfsResult} from '../src/boot/initramfs.js'
-import {BaseCommand} from '../src/cli/base.js'
+import {BaseCommand} from '../cli/base.js'
 
 export default class Initramfs extends BaseCommand {
   static override summary = 'Build an initramfs that boots cfsboot deployments (dracut + the cfsboot module).'

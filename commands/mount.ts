@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../src/cli/base.js'
-import {mountComposefs, type MountResult} from '../src/system/mount.js'
+import {BaseCommand} from '../cli/base.js'
+import {mountComposefs, type MountResult} from '../src/image/mount.js'
 
 export default class Mount extends BaseCommand {
   static override summary =

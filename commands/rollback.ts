@@ -1,5 +1,5 @@
-import {BaseCommand} from '../src/cli/base.js'
-import {lockFlags, resolveSysroot, sysrootFlags} from '../src/cli/sysroot-flags.js'
+import {BaseCommand} from '../cli/base.js'
+import {lockFlags, resolveSysroot, sysrootFlags} from '../cli/sysroot-flags.js'
 import {rollback, RollbackResult} from '../src/deploy/rollback.js'
 
 export default class Rollback extends BaseCommand {

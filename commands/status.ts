@@ -1,5 +1,5 @@
-import {BaseCommand} from '../src/cli/base.js'
-import {resolveSysroot, sysrootFlags} from '../src/cli/sysroot-flags.js'
+import {BaseCommand} from '../cli/base.js'
+import {resolveSysroot, sysrootFlags} from '../cli/sysroot-flags.js'
 import {formatStatus, status, Status as StatusResult} from '../src/deploy/status.js'
 
 export default class Status extends BaseCommand {

@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 
-import {BaseCommand} from '../src/cli/base.js'
+import {BaseCommand} from '../cli/base.js'
 import {umountComposefs, type UmountResult} from '../src/system/mount.js'
 
 export default class Umount extends BaseCommand {

@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 
-import {BaseCommand} from '../src/cli/base.js'
-import {lockFlags, resolveSysroot, sysrootFlags} from '../src/cli/sysroot-flags.js'
+import {BaseCommand} from '../cli/base.js'
+import {lockFlags, resolveSysroot, sysrootFlags} from '../cli/sysroot-flags.js'
 import {undeploy} from '../src/deploy/undeploy.js'
 
 export default class Undeploy extends BaseCommand {

@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 
-import {BaseCommand} from '../../src/cli/base.js'
+import {BaseCommand} from '../../cli/base.js'
 import {dumpImage} from '../../src/image/inspect.js'
 
 /** Lines are gathered into chunks of about this many characters before being written. */

@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 
-import {BaseCommand} from '../../src/cli/base.js'
+import {BaseCommand} from '../../cli/base.js'
 import {imageInfo, ImageInfoResult} from '../../src/image/inspect.js'
 
 export default class ImageInfo extends BaseCommand {

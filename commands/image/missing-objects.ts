@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../../src/cli/base.js'
+import {BaseCommand} from '../../cli/base.js'
 import {DamageError} from '../../src/errors.js'
 import {missingObjects} from '../../src/image/inspect.js'
 

@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 
-import {BaseCommand} from '../../src/cli/base.js'
+import {BaseCommand} from '../../cli/base.js'
 import {imageObjects} from '../../src/image/inspect.js'
 
 export interface ImageObjectsResult {

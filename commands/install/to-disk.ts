@@ -2,8 +2,8 @@ import {createInterface} from 'node:readline/promises'
 
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../../src/cli/base.js'
-import {ukiFlags, ukiFromFlags} from '../../src/cli/uki-flags.js'
+import {BaseCommand} from '../../cli/base.js'
+import {ukiFlags, ukiFromFlags} from '../../cli/uki-flags.js'
 import {CfsError, ExitCode} from '../../src/errors.js'
 import {DEFAULT_ESP_SIZE, formatBytes, parseSize} from '../../src/install/partition.js'
 import {InstallResult} from '../../src/install/result.js'

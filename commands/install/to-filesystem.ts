@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../../src/cli/base.js'
-import {ukiFlags, ukiFromFlags} from '../../src/cli/uki-flags.js'
+import {BaseCommand} from '../../cli/base.js'
+import {ukiFlags, ukiFromFlags} from '../../cli/uki-flags.js'
 import {formatInstall} from '../../src/install/format.js'
 import {InstallResult} from '../../src/install/result.js'
 import {installToFilesystem} from '../../src/install/to-filesystem.js'

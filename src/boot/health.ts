@@ -9,7 +9,7 @@
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {isDigest} from '../deploy/paths.js'
+import {isDigest} from '../util/digest.js'
 
 /** systemd-boot's vendor GUID for the Loader* variables. */
 export const LOADER_GUID = '4a67b082-0a4c-41cf-b6c7-440b29bb8c4f'

@@ -53,8 +53,7 @@ export function sysrootPaths(sysroot: string, bootDir?: string): Paths {
 export const imagePath = (p: Paths, digest: string): string => join(p.images, digest)
 export const deploymentDir = (p: Paths, digest: string): string => join(p.deployments, digest)
 
-const HEX64 = /^[0-9a-f]{64}$/
-export const isDigest = (s: string): boolean => HEX64.test(s)
+export {isDigest} from '../util/digest.js'
 
 /**
  * Refuses a directory that is not a cfsboot physical root (no composefs/), before anything is

@@ -17,7 +17,7 @@ import {fileURLToPath} from 'node:url'
 
 import {UnsupportedError} from '../errors.js'
 import {bootctlInstall} from '../system/disk.js'
-import {readMountInfo} from '../system/mount.js'
+import {readMountInfo} from '../system/mountinfo.js'
 import {sbsign} from '../system/uki-tools.js'
 import {writeFileAtomic} from '../util/fs.js'
 

@@ -7,23 +7,22 @@
 import {lstat, readdir, realpath, stat} from 'node:fs/promises'
 import {resolve} from 'node:path'
 
-import si from 'systeminformation'
-
 import {CfsError, ExitCode, InvalidInputError} from '../errors.js'
 import {
   BlockDevice,
   blockDevno,
   describeBlockDevice,
   loopBackingFiles,
+  mountedBlockDevices,
   openExclusive,
   PartitionTable,
   probeSignature,
   procMountSources,
-  readMounts,
   readPartitionTable,
   rootDisks,
   swapSources,
 } from '../system/disk.js'
+import {readMountInfo} from '../system/mountinfo.js'
 import {MIN_FAT32_BYTES} from '../system/fat.js'
 import {ESP_RESERVE, formatBytes, MAX_IMAGE_FILE_SIZE} from './partition.js'
 
@@ -83,7 +82,7 @@ export async function checkNotMounted(dev: BlockDevice): Promise<void> {
   const refuse = (what: string): never => {
     throw new UnsafeTargetError('EMOUNTED', `${dev.path} is in use: ${what}; unmount it first`)
   }
-  for (const m of await readMounts()) {
+  for (const m of await readMountInfo()) {
     if (devnos.has(m.devno)) refuse(`${m.source} is mounted at ${m.mountPoint}`)
   }
   const sources = [...(await procMountSources()), ...(await swapSources()).map((s) => `swap:${s}`)]
@@ -94,13 +93,9 @@ export async function checkNotMounted(dev: BlockDevice): Promise<void> {
     if (devno && devnos.has(devno))
       refuse(src.startsWith('swap:') ? `${path} is active swap` : `${path} is mounted`)
   }
-  try {
-    for (const b of await si.blockDevices()) {
-      if (b.mount && names.has(b.name)) refuse(`/dev/${b.name} is mounted at ${b.mount}`)
-    }
-  } catch (err) {
-    if (err instanceof UnsafeTargetError) throw err
-    // systeminformation could not list devices (no lsblk): the two kernel views above decide
+  // null: systeminformation could not list devices (no lsblk): the two kernel views above decide
+  for (const b of (await mountedBlockDevices()) ?? []) {
+    if (names.has(b.name)) refuse(`/dev/${b.name} is mounted at ${b.mount}`)
   }
 }
 
@@ -245,7 +240,7 @@ export async function checkLoopbackFile(
         `${file} is attached to ${loop}; detach it first (losetup -d ${loop})`,
       )
     }
-    for (const m of await readMounts()) {
+    for (const m of await readMountInfo()) {
       if (m.mountPoint === real || m.source === real) {
         throw new UnsafeTargetError('EMOUNTED', `${file} is mounted at ${m.mountPoint}; unmount it first`)
       }

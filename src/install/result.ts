@@ -1,8 +1,18 @@
 // The result of `cfsboot install …`, printed by --json (schema: docs/schemas/install.json).
 
 import {BootLoaderResult} from './esp.js'
-import {ErasedPartition} from './to-disk.js'
 import {SealResult} from '../deploy/seal.js'
+
+/** A partition that `install to-disk` found on the disk and erased. */
+export interface ErasedPartition {
+  node: string
+  number: number
+  size: number
+  type: string | null
+  name: string | null
+  filesystem: string | null
+  label: string | null
+}
 
 export interface InstalledPartition {
   number: number

@@ -55,7 +55,7 @@ import {
   rootBytesNeeded,
   sfdiskScript,
 } from './partition.js'
-import {InstallResult} from './result.js'
+import {ErasedPartition, InstallResult} from './result.js'
 
 export interface ToDiskOptions {
   /** A whole disk, e.g. /dev/sdb. Exactly one of device and loopback. */
@@ -77,16 +77,6 @@ export interface ToDiskOptions {
   confirm: (plan: ErasePlan) => Promise<boolean>
   /** Progress lines for the user (stderr). */
   log?: (line: string) => void
-}
-
-export interface ErasedPartition {
-  node: string
-  number: number
-  size: number
-  type: string | null
-  name: string | null
-  filesystem: string | null
-  label: string | null
 }
 
 export interface ErasePlan {

@@ -11,8 +11,11 @@ import {constants} from 'node:fs'
 import {access, open, readdir, readFile, realpath, stat, truncate} from 'node:fs/promises'
 import {basename, join} from 'node:path'
 
+import si from 'systeminformation'
+
 import {CfsError, ExitCode, UnsupportedError} from '../errors.js'
 import {run, which} from './exec.js'
+import {readMountInfo, unescapeMount} from './mountinfo.js'
 
 /** Debian packages of the tools this module runs, for "not installed" messages. */
 export const DISK_TOOL_PACKAGES: Readonly<Record<string, string>> = {
@@ -169,26 +172,16 @@ export async function underlyingDisks(devno: string): Promise<Set<string>> {
   return out
 }
 
-export interface MountRecord {
-  devno: string
-  mountPoint: string
-  source: string
-}
-
-const unescapeMount = (s: string): string =>
-  s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
-
-/** Every mount of this process's namespace, with the device number of its superblock. */
-export async function readMounts(): Promise<MountRecord[]> {
-  const text = await readFile('/proc/self/mountinfo', 'latin1')
-  const out: MountRecord[] = []
-  for (const line of text.split('\n')) {
-    const f = line.split(' ')
-    const sep = f.indexOf('-')
-    if (sep < 6 || f.length < sep + 3) continue
-    out.push({devno: f[2]!, mountPoint: unescapeMount(f[4]!), source: unescapeMount(f[sep + 2]!)})
+/**
+ * Mounted block devices as systeminformation sees them (lsblk's view, a third opinion beside
+ * mountinfo and /proc/mounts), or null when it cannot list them (no lsblk).
+ */
+export async function mountedBlockDevices(): Promise<{name: string; mount: string}[] | null> {
+  try {
+    return (await si.blockDevices()).filter((b) => b.mount).map((b) => ({name: b.name, mount: b.mount}))
+  } catch {
+    return null
   }
-  return out
 }
 
 /** Sources of /proc/mounts (another view of the same table; bind mounts show their device). */
@@ -212,7 +205,7 @@ export async function swapSources(): Promise<string[]> {
 
 /** The whole disks holding the running root filesystem (`/`). */
 export async function rootDisks(): Promise<Set<string>> {
-  const root = (await readMounts()).filter((m) => m.mountPoint === '/').at(-1)
+  const root = (await readMountInfo()).filter((m) => m.mountPoint === '/').at(-1)
   if (!root) return new Set()
   const disks = await underlyingDisks(root.devno)
   // Some filesystems (btrfs) report an anonymous device number; the source names the device.

@@ -9,9 +9,14 @@
 // entries, warm cache) getfattr took 120 ms, @napi-rs/xattr 144-162 ms (async, 16 in flight)
 // or 107 ms (sync, blocking the event loop). It also runs in parallel with our own walk.
 
-import {Xattr} from '../tree/node.js'
 import {InvalidInputError} from '../errors.js'
 import {spawnStreaming} from './exec.js'
+
+/** One extended attribute (the shape of tree/node.ts's Xattr; system/ imports nothing above it). */
+export interface Xattr {
+  key: string
+  value: Buffer
+}
 
 /** Attributes per path relative to the root, as byte strings ("" is the root itself). */
 export type TreeXattrs = Map<string, Xattr[]>

@@ -1,8 +1,8 @@
 // Flags every deployment command shares, and turning them into paths and configuration.
 import {Flags} from '@oclif/core'
 
-import {Config, loadConfig} from '../deploy/config.js'
-import {DEFAULT_CONFIG, DEFAULT_SYSROOT, Paths, sysrootPaths} from '../deploy/paths.js'
+import {Config, loadConfig} from '../src/deploy/config.js'
+import {DEFAULT_CONFIG, DEFAULT_SYSROOT, Paths, sysrootPaths} from '../src/deploy/paths.js'
 
 export const sysrootFlags = {
   sysroot: Flags.string({description: 'physical root of the cfsboot system', default: DEFAULT_SYSROOT}),

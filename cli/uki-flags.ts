@@ -2,7 +2,7 @@
 // deployment (docs/trust.md). Given on the command line they override cfsboot.conf's [uki].
 import {Flags} from '@oclif/core'
 
-import {CfsError, ExitCode} from '../errors.js'
+import {CfsError, ExitCode} from '../src/errors.js'
 
 export const ukiFlags = {
   'uki-key': Flags.string({

@@ -4,7 +4,7 @@
 // here; oclif still renders its own usage errors (exit 2).
 import {Command, Errors} from '@oclif/core'
 
-import {CfsError, ExitCode, oneLine} from '../errors.js'
+import {CfsError, ExitCode, oneLine} from '../src/errors.js'
 
 export abstract class BaseCommand extends Command {
   protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
