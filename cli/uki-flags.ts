@@ -2,7 +2,7 @@
 // deployment (docs/trust.md). Given on the command line they override cfsboot.conf's [uki].
 import {Flags} from '@oclif/core'
 
-import {CfsError, ExitCode} from '../src/errors.js'
+import {CfsError} from '../src/errors.js'
 
 export const ukiFlags = {
   'uki-key': Flags.string({
@@ -23,6 +23,6 @@ export function ukiFromFlags(flags: {
   const key = flags['uki-key']
   const cert = flags['uki-cert']
   if (key === undefined && cert === undefined) return undefined
-  if (!key || !cert) throw new CfsError('EUSAGE', '--uki-key and --uki-cert go together', ExitCode.Usage)
+  if (!key || !cert) throw new CfsError('EUSAGE', '--uki-key and --uki-cert go together')
   return {key, cert}
 }

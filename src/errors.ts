@@ -19,21 +19,94 @@ export const ExitCode = {
 
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode]
 
+/**
+ * Every error code cfsboot prints (`--json`: `{error: {code, message, exitCode}}`), each with
+ * its one exit code. docs/exit-codes.md lists the same table (test/errors.test.ts compares
+ * them); a new code goes in both.
+ */
+export const ERROR_CODES = {
+  EFAILURE: {
+    exit: ExitCode.Failure,
+    meaning: 'an unexpected error (a bug, or an I/O error nobody anticipated)',
+  },
+  ETOOL: {exit: ExitCode.Failure, meaning: 'an external tool failed, timed out or printed nonsense'},
+  EDRACUT: {exit: ExitCode.Failure, meaning: 'dracut failed to build the initramfs'},
+  EVERITY: {
+    exit: ExitCode.Failure,
+    meaning: '`fsverity enable` failed for a reason other than missing support',
+  },
+  ESCAN: {exit: ExitCode.Failure, meaning: 'the source tree could not be read while building'},
+  ELOCK: {exit: ExitCode.Failure, meaning: 'the deployment lock could not be taken'},
+  ELOCKED: {exit: ExitCode.Failure, meaning: 'another cfsboot command held the lock past --lock-timeout'},
+  ENOROLLBACK: {exit: ExitCode.Failure, meaning: 'rollback: there is no other deployment'},
+  EBOOTED: {exit: ExitCode.Failure, meaning: 'undeploy: refusing to remove the booted deployment'},
+  ELAST: {exit: ExitCode.Failure, meaning: 'undeploy: refusing to remove the only bootable deployment'},
+  ENOSPC: {exit: ExitCode.Failure, meaning: 'deploy: the disk is full; the deploy was undone'},
+  EPARTITIONS: {
+    exit: ExitCode.Failure,
+    meaning: 'install: the partition table or its devices are not what was written',
+  },
+  EINTERRUPTED: {
+    exit: ExitCode.Failure,
+    meaning: 'install: interrupted by a signal; cleaned up, the target is incomplete',
+  },
+  EUSAGE: {exit: ExitCode.Usage, meaning: 'flags that do not go together, or a missing one'},
+  ENOTCONFIRMED: {exit: ExitCode.Usage, meaning: 'install: the erase was not confirmed; nothing was written'},
+  EINVALID: {
+    exit: ExitCode.BadInput,
+    meaning: 'invalid input: a broken or hostile image or dump, a bad path, flag value or configuration',
+  },
+  EMOUNTPOINT: {
+    exit: ExitCode.BadInput,
+    meaning: 'mount: the mount point already has something mounted on it',
+  },
+  ENOTBLK: {exit: ExitCode.BadInput, meaning: 'install target refused: not a block device'},
+  EBLOCKDEV: {
+    exit: ExitCode.BadInput,
+    meaning: 'install target refused: a block device given as --via-loopback FILE',
+  },
+  EPARTITION: {
+    exit: ExitCode.BadInput,
+    meaning: 'install target refused: a partition, not a whole disk (--force overrides)',
+  },
+  EMOUNTED: {
+    exit: ExitCode.BadInput,
+    meaning: 'install target refused: it (or a partition of it) is mounted or active swap',
+  },
+  EINUSE: {
+    exit: ExitCode.BadInput,
+    meaning: 'install target refused: held by device-mapper, RAID, a loop device or the kernel',
+  },
+  EROOTDISK: {exit: ExitCode.BadInput, meaning: 'install target refused: it holds the running system'},
+  EHASDATA: {
+    exit: ExitCode.BadInput,
+    meaning: 'install target refused: it holds data (--wipe overrides for disks)',
+  },
+  ETOOSMALL: {exit: ExitCode.BadInput, meaning: 'install target refused: too small for the image'},
+  EDIGEST: {exit: ExitCode.Verification, meaning: 'a digest differs from the expected one'},
+  EUNSUPPORTED: {
+    exit: ExitCode.Unsupported,
+    meaning: 'this machine cannot do it: a missing kernel feature or tool',
+  },
+  EDAMAGE: {exit: ExitCode.Damage, meaning: 'damage or missing data: objects are missing or corrupt'},
+} as const satisfies Record<string, {exit: ExitCodeValue; meaning: string}>
+
+export type ErrorCode = keyof typeof ERROR_CODES
+
+/** The codes that refuse an install target: all exit alike (3, like any other bad input). */
+export type TargetRefusal =
+  'ENOTBLK' | 'EBLOCKDEV' | 'EPARTITION' | 'EMOUNTED' | 'EINUSE' | 'EROOTDISK' | 'EHASDATA' | 'ETOOSMALL'
+
 export class CfsError extends Error {
-  readonly code: string
+  readonly code: ErrorCode
   readonly exitCode: ExitCodeValue
   readonly data: Record<string, unknown>
 
-  constructor(
-    code: string,
-    message: string,
-    exitCode: ExitCodeValue = ExitCode.Failure,
-    data: Record<string, unknown> = {},
-  ) {
+  constructor(code: ErrorCode, message: string, data: Record<string, unknown> = {}) {
     super(message)
     this.name = 'CfsError'
     this.code = code
-    this.exitCode = exitCode
+    this.exitCode = ERROR_CODES[code].exit
     this.data = data
   }
 }
@@ -41,7 +114,7 @@ export class CfsError extends Error {
 /** Invalid input: images, dumps, trees, names. */
 export class InvalidInputError extends CfsError {
   constructor(message: string, data: Record<string, unknown> = {}) {
-    super('EINVALID', message, ExitCode.BadInput, data)
+    super('EINVALID', message, data)
     this.name = 'InvalidInputError'
   }
 }
@@ -49,7 +122,7 @@ export class InvalidInputError extends CfsError {
 /** A digest did not match what was expected. */
 export class DigestMismatchError extends CfsError {
   constructor(message: string, data: Record<string, unknown> = {}) {
-    super('EDIGEST', message, ExitCode.Verification, data)
+    super('EDIGEST', message, data)
     this.name = 'DigestMismatchError'
   }
 }
@@ -57,7 +130,7 @@ export class DigestMismatchError extends CfsError {
 /** The kernel or the machine cannot do what was asked. */
 export class UnsupportedError extends CfsError {
   constructor(message: string, data: Record<string, unknown> = {}) {
-    super('EUNSUPPORTED', message, ExitCode.Unsupported, data)
+    super('EUNSUPPORTED', message, data)
     this.name = 'UnsupportedError'
   }
 }
@@ -65,7 +138,7 @@ export class UnsupportedError extends CfsError {
 /** Objects or files are missing or damaged. */
 export class DamageError extends CfsError {
   constructor(message: string, data: Record<string, unknown> = {}) {
-    super('EDAMAGE', message, ExitCode.Damage, data)
+    super('EDAMAGE', message, data)
     this.name = 'DamageError'
   }
 }

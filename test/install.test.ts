@@ -101,6 +101,11 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<Cli> {
   })
 }
 
+/** The error code a failed `--json` run printed ({"error": {"code", …}}). */
+function errorCode(r: Cli): string | undefined {
+  return parseJson<{error?: {code?: string}}>(r).error?.code
+}
+
 function parseJson<T>(r: Cli): T {
   try {
     return JSON.parse(r.stdout) as T
@@ -365,9 +370,9 @@ describe('install to-disk safety', {skip: SKIP}, () => {
   })
 
   test('a disk with partitions needs --wipe', async () => {
-    const r = await install(loop, '--yes')
+    const r = await install(loop, '--yes', '--json')
     assert.equal(r.code, 3, r.stderr)
-    assert.match(r.stderr, /has 2 partition\(s\) \(gpt\); pass --wipe/)
+    assert.equal(errorCode(r), 'EHASDATA')
     assert.equal(sha256(disk), hashBefore)
   })
 
@@ -389,9 +394,9 @@ describe('install to-disk safety', {skip: SKIP}, () => {
     // Read-only: a read-write mount writes the superblock, and the hash must stay comparable.
     run('mount', ['-o', 'ro', parts[1]!.node, mnt])
     try {
-      const r = await install(loop, '--wipe', '--yes')
+      const r = await install(loop, '--wipe', '--yes', '--json')
       assert.equal(r.code, 3, r.stderr)
-      assert.match(r.stderr, new RegExp(`${loop} is in use: ${parts[1]!.node} is mounted at ${mnt}`))
+      assert.equal(errorCode(r), 'EMOUNTED')
     } finally {
       run('umount', [mnt])
     }
@@ -409,17 +414,17 @@ describe('install to-disk safety', {skip: SKIP}, () => {
       const h = sha256(plain)
       run('mount', ['-o', 'ro', l, mnt])
       try {
-        const r = await install(l, '--wipe', '--yes')
+        const r = await install(l, '--wipe', '--yes', '--json')
         assert.equal(r.code, 3, r.stderr)
-        assert.match(r.stderr, /is in use: .* is mounted at/)
+        assert.equal(errorCode(r), 'EMOUNTED')
       } finally {
         run('umount', [mnt])
       }
       assert.equal(sha256(plain), h)
       // Unmounted, the ext4 signature still needs --wipe.
-      const r = await install(l, '--yes')
+      const r = await install(l, '--yes', '--json')
       assert.equal(r.code, 3)
-      assert.match(r.stderr, /holds a ext4 signature; pass --wipe/)
+      assert.equal(errorCode(r), 'EHASDATA')
       assert.equal(sha256(plain), h)
     } finally {
       await detachLoop(l)
@@ -460,15 +465,16 @@ describe('install to-disk safety', {skip: SKIP}, () => {
     const disks = [...(await rootDisks())]
     if (!disks.length || !existsSync(`/dev/${disks[0]}`))
       return t.skip('the root filesystem is on no block device here')
-    const r = await install(`/dev/${disks[0]}`, '--wipe', '--yes')
+    const r = await install(`/dev/${disks[0]}`, '--wipe', '--yes', '--json')
     assert.equal(r.code, 3, r.stderr)
-    assert.match(r.stderr, /holds the running system's root filesystem \(\/\): refusing to erase it/)
+    assert.equal(errorCode(r), 'EROOTDISK')
   })
 
   test('something that is not a block device is refused, pointing to --via-loopback', async () => {
-    const r = await install(v1.image, '--yes')
+    const r = await install(v1.image, '--yes', '--json')
     assert.equal(r.code, 3)
-    assert.match(r.stderr, /is not a block device \(for a disk image file use --via-loopback/)
+    assert.equal(errorCode(r), 'ENOTBLK')
+    assert.match(r.stderr, /--via-loopback/)
   })
 
   test('--via-loopback refuses a file that is in use and a size too small; bad objects write nothing', async () => {
@@ -484,9 +490,10 @@ describe('install to-disk safety', {skip: SKIP}, () => {
       '--objects',
       v1.objects,
       '--yes',
+      '--json',
     ])
     assert.equal(r.code, 3)
-    assert.match(r.stderr, new RegExp(`is attached to ${loop}; detach it first`))
+    assert.equal(errorCode(r), 'EINUSE')
     assert.equal(sha256(disk), hashBefore)
 
     const fresh = join(work, 'never.img')
@@ -501,9 +508,10 @@ describe('install to-disk safety', {skip: SKIP}, () => {
       v1.image,
       '--objects',
       v1.objects,
+      '--json',
     ])
     assert.equal(r.code, 3)
-    assert.match(r.stderr, /--size is too small: 48\.0 MiB/)
+    assert.equal(errorCode(r), 'ETOOSMALL')
     assert.equal(existsSync(fresh), false)
 
     r = await cli([
@@ -519,9 +527,10 @@ describe('install to-disk safety', {skip: SKIP}, () => {
       v1.image,
       '--objects',
       v1.objects,
+      '--json',
     ])
     assert.equal(r.code, 3)
-    assert.match(r.stderr, /--esp-size 16\.0 MiB is too small for FAT32/)
+    assert.equal(errorCode(r), 'EINVALID')
     assert.equal(existsSync(fresh), false)
 
     const broken = join(work, 'broken-objects')
@@ -538,9 +547,10 @@ describe('install to-disk safety', {skip: SKIP}, () => {
       v1.image,
       '--objects',
       broken,
+      '--json',
     ])
     assert.equal(r.code, 6, r.stderr)
-    assert.match(r.stderr, /object\(s\) the image needs are missing/)
+    assert.equal(errorCode(r), 'EDAMAGE')
     assert.equal(existsSync(fresh), false)
   })
 
@@ -665,9 +675,18 @@ describe(
       const f = await cli(['fsck', '--sysroot', dir, '--json'])
       assert.equal(f.code, 0, f.stdout + f.stderr)
 
-      const again = await cli(['install', 'to-filesystem', dir, '--image', v2.image, '--objects', v2.objects])
+      const again = await cli([
+        'install',
+        'to-filesystem',
+        dir,
+        '--image',
+        v2.image,
+        '--objects',
+        v2.objects,
+        '--json',
+      ])
       assert.equal(again.code, 3)
-      assert.match(again.stderr, /already holds a cfsboot system/)
+      assert.equal(errorCode(again), 'EHASDATA')
     })
 
     test('a separate --boot-dir, no boot loader, and refusing a directory with data in it', async () => {
@@ -695,12 +714,30 @@ describe(
 
       const busy = join(work, 'fs-busy')
       mkdirSync(join(busy, 'home'), {recursive: true})
-      const b = await cli(['install', 'to-filesystem', busy, '--image', v1.image, '--objects', v1.objects])
+      const b = await cli([
+        'install',
+        'to-filesystem',
+        busy,
+        '--image',
+        v1.image,
+        '--objects',
+        v1.objects,
+        '--json',
+      ])
       assert.equal(b.code, 3)
-      assert.match(b.stderr, /is not empty \(home\)/)
-      const root = await cli(['install', 'to-filesystem', '/', '--image', v1.image, '--objects', v1.objects])
+      assert.equal(errorCode(b), 'EHASDATA')
+      const root = await cli([
+        'install',
+        'to-filesystem',
+        '/',
+        '--image',
+        v1.image,
+        '--objects',
+        v1.objects,
+        '--json',
+      ])
       assert.equal(root.code, 3)
-      assert.match(root.stderr, /is the running system's root directory/)
+      assert.equal(errorCode(root), 'EROOTDISK')
     })
   },
 )

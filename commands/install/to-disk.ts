@@ -4,7 +4,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base.js'
 import {ukiFlags, ukiFromFlags} from '../../cli/uki-flags.js'
-import {CfsError, ExitCode} from '../../src/errors.js'
+import {CfsError} from '../../src/errors.js'
 import {DEFAULT_ESP_SIZE, formatBytes, parseSize} from '../../src/install/partition.js'
 import {InstallResult} from '../../src/install/result.js'
 import {ErasePlan, installToDisk} from '../../src/install/to-disk.js'
@@ -54,10 +54,9 @@ when stdin is not a terminal). See docs/commands/install.md.`
     const {args, flags} = await this.parse(InstallToDisk)
     const loopFile = flags['via-loopback']
     if (!!args.device === !!loopFile) {
-      throw new CfsError('EUSAGE', 'give either DEVICE or --via-loopback FILE --size SIZE', ExitCode.Usage)
+      throw new CfsError('EUSAGE', 'give either DEVICE or --via-loopback FILE --size SIZE')
     }
-    if (loopFile && flags.size === undefined)
-      throw new CfsError('EUSAGE', '--via-loopback needs --size', ExitCode.Usage)
+    if (loopFile && flags.size === undefined) throw new CfsError('EUSAGE', '--via-loopback needs --size')
     const espSize =
       flags['esp-size'] === undefined ? DEFAULT_ESP_SIZE : parseSize(flags['esp-size'], '--esp-size')
     const quiet = this.jsonEnabled()
@@ -93,7 +92,6 @@ when stdin is not a terminal). See docs/commands/install.md.`
       throw new CfsError(
         'ENOTCONFIRMED',
         `refusing to erase ${plan.target} without --yes (stdin is not a terminal); nothing was written`,
-        ExitCode.Usage,
       )
     }
     const rl = createInterface({input: process.stdin, output: process.stderr})

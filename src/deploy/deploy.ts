@@ -16,7 +16,7 @@ import {createHash, randomBytes} from 'node:crypto'
 import {access, link, mkdir, rename, rm, rmdir, stat} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 
-import {CfsError, DamageError, DigestMismatchError, ExitCode, InvalidInputError} from '../errors.js'
+import {CfsError, DamageError, DigestMismatchError, InvalidInputError} from '../errors.js'
 import {ObjectStore, TEMP_PREFIX} from '../store/objects.js'
 import {acquireLock} from '../system/lock.js'
 import {FsNode} from '../tree/node.js'
@@ -358,7 +358,6 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
       throw new CfsError(
         'ENOSPC',
         `no space left on the device holding ${paths.sysroot} (or ${paths.bootDir}); the deploy was undone, nothing changed`,
-        ExitCode.Failure,
       )
     }
     throw err

@@ -3,7 +3,7 @@
 // rewritten, a UKI renamed). Failed deployments (no tries left) are never the rollback target;
 // `cfsboot deploy` of a failed one makes it the default again on purpose.
 
-import {CfsError, ExitCode} from '../errors.js'
+import {CfsError} from '../errors.js'
 import {Config} from './config.js'
 import {makeDefault, nextGeneration, readEntries} from './entries.js'
 import {Paths} from './paths.js'
@@ -28,7 +28,7 @@ export async function rollback(opts: {
     const current = view.deployments.find((d) => d.default)
     const target = view.deployments.find((d) => d.rollback)
     if (!current || !target?.entry) {
-      throw new CfsError('ENOROLLBACK', 'there is no other deployment to roll back to', ExitCode.Failure)
+      throw new CfsError('ENOROLLBACK', 'there is no other deployment to roll back to')
     }
     const {entries} = await readEntries(opts.paths.entries)
     const generation = nextGeneration(entries)

@@ -11,7 +11,7 @@
 
 import {join} from 'node:path'
 
-import {CfsError, ExitCode} from '../errors.js'
+import {CfsError} from '../errors.js'
 import {Paths} from './paths.js'
 import {ObjectRef} from './images.js'
 import {tryEnableVerity} from '../system/disk.js'
@@ -59,7 +59,6 @@ export async function sealOrMark(
       throw new CfsError(
         'EVERITY',
         `fs-verity enabled on the image but not on object ${r.path}: ${res.reason}`,
-        ExitCode.Failure,
       )
     }
     onProgress?.(++done, objects.length)

@@ -5,7 +5,7 @@
 import {mkdir, rename, rm, rmdir} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {CfsError, ExitCode} from '../errors.js'
+import {CfsError} from '../errors.js'
 import {fsyncDir} from '../util/fs.js'
 import {Config} from './config.js'
 import {removeEntry} from './entries.js'
@@ -35,10 +35,9 @@ export async function undeploy(opts: {
       throw new CfsError(
         'EBOOTED',
         `refusing to undeploy the booted deployment ${sel.deployment.digest.slice(0, 12)}`,
-        ExitCode.Failure,
       )
     if (sel.default && !view.deployments.some((d) => d !== sel && d.entry && !d.failed)) {
-      throw new CfsError('ELAST', 'refusing to undeploy the only bootable deployment', ExitCode.Failure)
+      throw new CfsError('ELAST', 'refusing to undeploy the only bootable deployment')
     }
     if (sel.entry) {
       await removeEntry(opts.paths.entries, sel.entry)

@@ -11,7 +11,7 @@ import {constants} from 'node:fs'
 import {copyFile, stat} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 
-import {CfsError, DigestMismatchError, ExitCode, InvalidInputError, UnsupportedError} from '../errors.js'
+import {CfsError, DigestMismatchError, InvalidInputError, UnsupportedError} from '../errors.js'
 import {measureVerity} from '../system/fsverity.js'
 import {kernelHasFsVerity} from '../system/kernel.js'
 import {checkOverlayPath, isMountPoint, mountImageOverlay, withStaging} from '../system/mount.js'
@@ -111,7 +111,7 @@ export async function mountComposefs(opts: MountOptions): Promise<MountResult> {
   checkOverlayPath('objects', objects)
 
   if (await isMountPoint(mountpoint)) {
-    throw new CfsError('EMOUNTED', `${mountpoint} is already a mount point`, ExitCode.BadInput)
+    throw new CfsError('EMOUNTPOINT', `${mountpoint} is already a mount point`)
   }
 
   const notes: string[] = []

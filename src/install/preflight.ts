@@ -7,7 +7,7 @@
 import {lstat, readdir, realpath, stat} from 'node:fs/promises'
 import {resolve} from 'node:path'
 
-import {CfsError, ExitCode, InvalidInputError} from '../errors.js'
+import {CfsError, InvalidInputError, TargetRefusal} from '../errors.js'
 import {
   BlockDevice,
   blockDevno,
@@ -28,8 +28,8 @@ import {ESP_RESERVE, formatBytes, MAX_IMAGE_FILE_SIZE} from './partition.js'
 
 /** A refused target: exit code 3 like any other bad input, with its own code for scripts. */
 export class UnsafeTargetError extends CfsError {
-  constructor(code: string, message: string) {
-    super(code, message, ExitCode.BadInput)
+  constructor(code: TargetRefusal, message: string) {
+    super(code, message)
     this.name = 'UnsafeTargetError'
   }
 }

@@ -15,7 +15,7 @@ import {mkdir, mkdtemp, rm, stat} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {CfsError, ExitCode} from '../errors.js'
+import {CfsError} from '../errors.js'
 import {
   attachLoop,
   BlockDevice,
@@ -258,7 +258,7 @@ export async function installToDisk(opts: ToDiskOptions): Promise<InstallResult>
 
 async function install(opts: ToDiskOptions, log: (line: string) => void): Promise<InstallResult> {
   if (!!opts.device === !!opts.loopback)
-    throw new CfsError('EUSAGE', 'give either DEVICE or --via-loopback FILE', ExitCode.Usage)
+    throw new CfsError('EUSAGE', 'give either DEVICE or --via-loopback FILE')
 
   // Checks that need no target: the image, its objects, the ESP size, the boot loader.
   const facts = await checkImage(opts.image, opts.objects)
@@ -320,5 +320,5 @@ async function install(opts: ToDiskOptions, log: (line: string) => void): Promis
 }
 
 function notConfirmed(target: string): CfsError {
-  return new CfsError('ENOTCONFIRMED', `not confirmed: nothing was written to ${target}`, ExitCode.Usage)
+  return new CfsError('ENOTCONFIRMED', `not confirmed: nothing was written to ${target}`)
 }

@@ -13,7 +13,7 @@ import {basename, join} from 'node:path'
 
 import si from 'systeminformation'
 
-import {CfsError, ExitCode, UnsupportedError} from '../errors.js'
+import {CfsError, UnsupportedError} from '../errors.js'
 import {run, which} from './exec.js'
 import {readMountInfo, unescapeMount} from './mountinfo.js'
 
@@ -125,7 +125,7 @@ export async function kernelPartitions(diskName: string): Promise<PartitionNode[
 export async function describeBlockDevice(pathArg: string): Promise<BlockDevice> {
   const path = await realpath(pathArg)
   const devno = await blockDevno(path)
-  if (!devno) throw new CfsError('ENOTBLK', `${pathArg} is not a block device`, ExitCode.BadInput)
+  if (!devno) throw new CfsError('ENOTBLK', `${pathArg} is not a block device`)
   const sys = await sysDirOf(devno)
   const name = basename(sys)
   const isPartition = (await readText(join(sys, 'partition'))) !== null
@@ -269,13 +269,13 @@ export async function readPartitionTable(path: string): Promise<PartitionTable |
   const r = await run('sfdisk', ['--json', path], {reject: false, what: `sfdisk --json ${path}`})
   if (r.exitCode !== 0) {
     if (/does not contain a recognized partition table/i.test(r.stderr)) return null
-    throw new CfsError('ETOOL', `sfdisk --json ${path} failed: ${r.stderr.split('\n')[0]}`, ExitCode.Failure)
+    throw new CfsError('ETOOL', `sfdisk --json ${path} failed: ${r.stderr.split('\n')[0]}`)
   }
   let pt: Record<string, unknown>
   try {
     pt = (JSON.parse(r.stdout) as {partitiontable: Record<string, unknown>}).partitiontable
   } catch {
-    throw new CfsError('ETOOL', `sfdisk --json ${path} printed no JSON`, ExitCode.Failure)
+    throw new CfsError('ETOOL', `sfdisk --json ${path} printed no JSON`)
   }
   const parts = (pt['partitions'] as Record<string, unknown>[] | undefined) ?? []
   return {
@@ -327,7 +327,6 @@ export async function refreshPartitions(disk: BlockDevice, count: number): Promi
       throw new CfsError(
         'EPARTITIONS',
         `the kernel did not create the partition devices of ${disk.path} (found ${parts.length} of ${count})`,
-        ExitCode.Failure,
       )
     }
     if (parts.length < count) await run('partx', ['--add', disk.path], {reject: false})
@@ -423,7 +422,7 @@ export async function tryEnableVerity(path: string): Promise<VerityEnable> {
   if (/file exists/i.test(msg)) return {enabled: true}
   if (/not supported|inappropriate ioctl|not implemented|ENOTTY|EOPNOTSUPP/i.test(msg))
     return {enabled: false, reason: msg.trim()}
-  throw new CfsError('EVERITY', `fsverity enable ${path} failed: ${msg.trim()}`, ExitCode.Failure)
+  throw new CfsError('EVERITY', `fsverity enable ${path} failed: ${msg.trim()}`)
 }
 
 /**

@@ -11,7 +11,7 @@ import {mkdir, mkdtemp, readdir, rm, symlink} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {basename, join} from 'node:path'
 
-import {CfsError, ExitCode, UnsupportedError} from '../errors.js'
+import {CfsError, UnsupportedError} from '../errors.js'
 import {run, which} from './exec.js'
 
 /** Where Debian's dracut-core keeps its modules and helpers. */
@@ -86,7 +86,7 @@ export async function runDracut(opts: DracutRun): Promise<{log: string}> {
       // dracut logs progress on stderr too; its errors are the lines that say so.
       const err = r.stderr.split('\n').find((l) => /error|fatal|cannot|failed|not found/i.test(l))
       const detail = (err ?? r.stderr.split('\n').at(-1) ?? '').trim() || `exit code ${r.exitCode}`
-      throw new CfsError('EDRACUT', `dracut failed: ${detail}`, ExitCode.Failure)
+      throw new CfsError('EDRACUT', `dracut failed: ${detail}`)
     }
     return {log: r.stderr}
   } finally {

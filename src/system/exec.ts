@@ -5,7 +5,7 @@
 
 import {execa, type Options} from 'execa'
 
-import {CfsError, ExitCode, UnsupportedError} from '../errors.js'
+import {CfsError, UnsupportedError} from '../errors.js'
 
 /** The Debian package that ships each tool we call, for "not installed" messages. */
 export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
@@ -88,7 +88,7 @@ function toResult<Out extends string | Buffer>(cmd: string, r: Settled, opts: Ru
     const detail = r.timedOut
       ? `timed out after ${Math.round((opts.timeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS) / 1000)} s`
       : firstLine(stderr) || firstLine(r.shortMessage ?? '') || `exit code ${exitCode}`
-    throw new CfsError('ETOOL', `${what} failed: ${detail}`, ExitCode.Failure, {cmd, exitCode})
+    throw new CfsError('ETOOL', `${what} failed: ${detail}`, {cmd, exitCode})
   }
   return {stdout: r.stdout as Out, stderr, exitCode}
 }

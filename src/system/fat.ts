@@ -8,7 +8,7 @@
 import {mkdir, readdir} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {CfsError, ExitCode, InvalidInputError} from '../errors.js'
+import {CfsError, InvalidInputError} from '../errors.js'
 import {run, RunResult} from './exec.js'
 import {needTool} from './disk.js'
 
@@ -123,5 +123,5 @@ export async function readFatToDir(t: FatTarget, dir: string): Promise<void> {
   if (names.length === 0) return
   const sources = names.map((n) => `::/${n.replace(/\/$/, '')}`)
   const r = await mtools('mcopy', ['-s', '-n', '-m', '-Q', '-D', 'o', ...sources, dir + '/'], t, 'mcopy')
-  if (r.exitCode !== 0) throw new CfsError('ETOOL', `mcopy from ${t.path} failed`, ExitCode.Failure)
+  if (r.exitCode !== 0) throw new CfsError('ETOOL', `mcopy from ${t.path} failed`)
 }

@@ -8,7 +8,7 @@
 import {spawn} from 'node:child_process'
 import {closeSync, openSync} from 'node:fs'
 
-import {CfsError, ExitCode} from '../errors.js'
+import {CfsError} from '../errors.js'
 
 export interface Lock {
   release(): void
@@ -36,11 +36,7 @@ async function tryFlock(fd: number, waitSeconds: number | null): Promise<boolean
   })
   if (code === 0) return true
   if (code === 1) return false
-  throw new CfsError(
-    'ELOCK',
-    `cannot take the lock: ${stderr.split('\n')[0] || `flock exited with ${code}`}`,
-    ExitCode.Failure,
-  )
+  throw new CfsError('ELOCK', `cannot take the lock: ${stderr.split('\n')[0] || `flock exited with ${code}`}`)
 }
 
 export async function acquireLock(path: string, opts: LockOptions = {}): Promise<Lock> {
@@ -50,11 +46,7 @@ export async function acquireLock(path: string, opts: LockOptions = {}): Promise
       const timeout = opts.timeout ?? 300
       opts.onWait?.()
       if (timeout <= 0 || !(await tryFlock(fd, timeout))) {
-        throw new CfsError(
-          'ELOCKED',
-          `another cfsboot command holds ${path} (waited ${timeout} s)`,
-          ExitCode.Failure,
-        )
+        throw new CfsError('ELOCKED', `another cfsboot command holds ${path} (waited ${timeout} s)`)
       }
     }
   } catch (err) {

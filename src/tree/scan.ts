@@ -15,7 +15,7 @@ import {lstat, readdir, readlink} from 'node:fs/promises'
 import {resolve} from 'node:path'
 import type {BigIntStats} from 'node:fs'
 
-import {CfsError, ExitCode, InvalidInputError} from '../errors.js'
+import {CfsError, InvalidInputError} from '../errors.js'
 import {Limits} from '../format/erofs/layout.js'
 import {readTreeXattrs, type TreeXattrs} from '../system/xattrs.js'
 import {byteString, cmpBytes, FsNode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG} from './node.js'
@@ -71,7 +71,6 @@ function scanError(path: Buffer, err: unknown): CfsError {
   return new CfsError(
     'ESCAN',
     `scanning ${where}: ${e.code ?? ''} ${(e.message ?? String(e)).split('\n')[0]}`.trim(),
-    ExitCode.Failure,
   )
 }
 
