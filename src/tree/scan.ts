@@ -16,12 +16,10 @@ import {resolve} from 'node:path'
 import type {BigIntStats} from 'node:fs'
 
 import {CfsError, ExitCode, InvalidInputError} from '../errors.js'
-import {Limits} from '../format/erofs/layout.js'
+import {Limits, NAME_MAX} from '../format/erofs/layout.js'
 import {readTreeXattrs, type TreeXattrs} from '../system/xattrs.js'
+import {taskQueue} from '../util/concurrency.js'
 import {byteString, cmpBytes, FsNode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG} from './node.js'
-
-/** Longest file name Linux allows (NAME_MAX). */
-export const NAME_MAX = 255
 
 /**
  * lstat/readdir calls in flight at once. On a warm cache the walk is CPU bound in Node and
@@ -99,39 +97,6 @@ function nodeFromStat(st: BigIntStats): FsNode {
   return node
 }
 
-/** Runs tasks (which may queue more tasks) with at most `limit` in flight; rejects on the first failure. */
-function runBounded(
-  limit: number,
-  first: () => Promise<void>,
-): {queue: (t: () => Promise<void>) => void; done: Promise<void>} {
-  const stack: (() => Promise<void>)[] = [first]
-  let active = 0
-  let failed = false
-  let settle!: {resolve: () => void; reject: (e: unknown) => void}
-  const done = new Promise<void>((resolve, reject) => (settle = {resolve, reject}))
-  const pump = (): void => {
-    if (failed) return
-    // LIFO: depth-first, which keeps the pending stack small.
-    while (active < limit && stack.length) {
-      const task = stack.pop()!
-      active++
-      task().then(
-        () => {
-          active--
-          pump()
-        },
-        (err: unknown) => {
-          failed = true
-          settle.reject(err)
-        },
-      )
-    }
-    if (active === 0 && stack.length === 0) settle.resolve()
-  }
-  queueMicrotask(pump)
-  return {queue: (t) => stack.push(t), done}
-}
-
 const utf8 = new TextDecoder('utf-8', {fatal: true})
 
 function diskPath(buf: Buffer): DiskPath {
@@ -187,7 +152,7 @@ export async function scanTree(rootDir: string, opts: ScanOptions = {}): Promise
     else if (opts.onFile && node.isReg()) opts.onFile(diskPath(path), node.size)
     parent.addChild(byteString(name), node)
     if (++entries % PROGRESS_EVERY === 0) opts.onProgress?.(entries)
-    if (node.isDir()) walker.queue(() => visitDir(node, path))
+    if (node.isDir()) walker.push(() => visitDir(node, path))
   }
 
   const visitDir = async (dir: FsNode, path: Buffer): Promise<void> => {
@@ -202,11 +167,11 @@ export async function scanTree(rootDir: string, opts: ScanOptions = {}): Promise
         throw new InvalidInputError(`${path}: a name is ${name.length} bytes long (limit ${NAME_MAX})`)
       }
       const child = path.length === 1 ? Buffer.concat([slash, name]) : Buffer.concat([path, slash, name])
-      walker.queue(() => visitEntry(dir, name, child))
+      walker.push(() => visitEntry(dir, name, child))
     }
   }
 
-  const walker = runBounded(Math.max(1, opts.concurrency ?? SCAN_CONCURRENCY), () => visitDir(root, rootBuf))
+  const walker = taskQueue(opts.concurrency ?? SCAN_CONCURRENCY, () => visitDir(root, rootBuf))
   await walker.done
   opts.onProgress?.(entries)
 
