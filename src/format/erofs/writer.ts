@@ -151,7 +151,12 @@ function shareXattrs(nodes: WNode[]): WXattr[] {
     }
   }
   // Canonical order of the shared area: by key, then value length, then value, all descending.
-  const sorted = [...counts.values()].sort((a, b) => {
+  // Only xattrs used more than once are shared, so only they are sorted (most of a tree's
+  // xattrs, the per-file redirect and metacopy, are unique: sorting them all was most of the
+  // writer's time on a large tree).
+  const candidates: {x: WXattr; count: number; offset: number}[] = []
+  for (const e of counts.values()) if (e.count > 1) candidates.push(e)
+  const sorted = candidates.sort((a, b) => {
     if (a.x.key !== b.x.key) return a.x.key < b.x.key ? 1 : -1
     if (a.x.value.length !== b.x.value.length) return b.x.value.length - a.x.value.length
     return Buffer.compare(b.x.value, a.x.value)
@@ -159,7 +164,6 @@ function shareXattrs(nodes: WNode[]): WXattr[] {
   const shared: WXattr[] = []
   let offset = 0
   for (const e of sorted) {
-    if (e.count <= 1) continue
     e.offset = offset
     shared.push(e.x)
     offset += xattrEntrySize(e.x)
