@@ -43,8 +43,6 @@ export interface WXattr {
   value: Buffer
   /** Offset in the shared xattr area, or -1 when stored inline in the inode. */
   sharedOffset: number
-  /** Identity of the name/value pair, computed once when shared xattrs are counted. */
-  id?: string
 }
 
 /** A node of the tree as it is laid out in the image. */
