@@ -28,7 +28,8 @@ import {
   unescapeBytes,
   unescapeString,
 } from '../src/format/dump/escape.js'
-import {DUMP_MAX_LINE_BYTES, parseDump, parseDumpSync, xattrSpace} from '../src/format/dump/parse.js'
+import {DUMP_MAX_LINE_BYTES, parseDump, parseDumpSync} from '../src/format/dump/parse.js'
+import {xattrSpace} from '../src/format/erofs/xattr-space.js'
 import {dumpToString, writeDump} from '../src/format/dump/write.js'
 import {upstreamCases, upstreamDir} from './helpers/upstream.js'
 

@@ -117,8 +117,8 @@ test(
       r.files.map((f) => f.node.path()),
       ['/a/b/zz-second-name', '/name-\xff\xfe'],
     )
-    assert.equal(canonical(await scanTree(dir, {concurrency: 1})), canonical(r))
-    assert.equal(canonical(await scanTree(dir, {concurrency: 64})), canonical(r))
+    assert.equal(canonical(await scanTree(dir, {sliceEntries: 1})), canonical(r))
+    assert.equal(canonical(await scanTree(dir, {sliceEntries: 64})), canonical(r))
   },
 )
 
@@ -188,7 +188,7 @@ test('sample tree: every attribute composefs keeps', {skip: sampleTreeSkip()}, a
   assert.ok(paths.includes('/etc/tiny') && !paths.includes('/etc/tiny-link1'))
   for (const f of r.files) assert.equal(lstatSync(f.path).size, f.node.size)
 
-  assert.equal(canonical(await scanTree(dir, {concurrency: 1})), canonical(r))
+  assert.equal(canonical(await scanTree(dir, {sliceEntries: 1})), canonical(r))
   const bare = await scanTree(dir, {skipXattrs: true})
   assert.equal(bare.root.xattrs.length, 0)
 })

@@ -8,6 +8,7 @@ import {InvalidInputError} from '../errors.js'
 import {writeDump} from '../format/dump/write.js'
 import {imageDigest, listObjects, readImage} from '../format/erofs/reader.js'
 import type {ImageTree, ReadOptions} from '../format/erofs/reader.js'
+import {forEachLimit} from '../util/concurrency.js'
 
 /** Largest image file we load (a composefs image holds only metadata: 1 GiB is millions of files). */
 export const MAX_IMAGE_BYTES = 1 << 30
@@ -112,13 +113,11 @@ export async function missingObjects(path: string, objectsDir: string): Promise<
   if (!st?.isDirectory()) throw new InvalidInputError(`objects directory ${objectsDir} does not exist`)
   const objects = await imageObjects(path)
   for (const o of objects) checkObjectPath(o)
-  const missing: string[] = []
-  for (let i = 0; i < objects.length; i += STAT_CONCURRENCY) {
-    const batch = objects.slice(i, i + STAT_CONCURRENCY)
-    const present = await Promise.all(batch.map((o) => isPresent(objectFile(objectsDir, o))))
-    batch.forEach((o, j) => {
-      if (!present[j]) missing.push(o)
-    })
-  }
+  const present = new Array<boolean>(objects.length)
+  const indices = objects.map((_, i) => i)
+  await forEachLimit(indices, STAT_CONCURRENCY, async (i) => {
+    present[i] = await isPresent(objectFile(objectsDir, objects[i]!))
+  })
+  const missing = objects.filter((_, i) => !present[i])
   return missing
 }

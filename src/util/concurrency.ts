@@ -27,3 +27,4 @@ export async function forEachLimit<T>(
   const failure = results.find((r) => r.status === 'rejected')
   if (failure) throw (failure as PromiseRejectedResult).reason
 }
+

@@ -12,26 +12,22 @@
 // time and a stream is never held in memory as a whole.
 
 import {InvalidInputError} from '../../errors.js'
+import {FsNode, S_IFBLK, S_IFCHR, S_IFLNK, S_IFMT} from '../../tree/node.js'
+import {Limits, MAX_NONINLINE_CHUNKS, NAME_MAX} from '../erofs/layout.js'
+import {putXattr} from '../erofs/xattr-space.js'
+import {EscapeError, unescapeBytes} from './escape.js'
 import {
-  FsNode,
-  S_IFBLK,
-  S_IFCHR,
-  S_IFDIR,
-  S_IFIFO,
-  S_IFLNK,
-  S_IFMT,
-  S_IFREG,
-  S_IFSOCK,
-} from '../../tree/node.js'
-import type {Xattr} from '../../tree/node.js'
-import {
-  Limits,
-  MAX_NONINLINE_CHUNKS,
-  NAME_MAX,
-  XATTR_ENTRY_SIZE,
-  XATTR_IBODY_HEADER_SIZE,
-} from '../erofs/layout.js'
-import {EscapeError, escapeString, unescapeBytes} from './escape.js'
+  LineError,
+  lookupPath,
+  noNul,
+  parseMtime,
+  parseUnsigned,
+  q,
+  text,
+  U32_MAX,
+  U64_MAX,
+  validType,
+} from './fields.js'
 
 export interface ParseDumpOptions {
   /**
@@ -73,57 +69,14 @@ const F = {
 const SPACE = 0x20
 const NEWLINE = 0x0a
 const EQUAL = 0x3d
-const DOT = 0x2e
 const AT = 0x40
 const DASH = 0x2d
-const U32_MAX = 0xffffffff
-const U64_MAX = (1n << 64n) - 1n
-/** 2^64 has 20 decimal and 22 octal digits; longer numbers are out of range for every field. */
-const MAX_SIGNIFICANT_DIGITS = 22
-
-/** Per-entry overhead upstream counts for an xattr: two entry headers minus one (worst-case alignment). */
-const XATTR_ENTRY_OVERHEAD = 2 * XATTR_ENTRY_SIZE - 1
-
-/**
- * Upstream's estimate of the xattr space an inode needs (lcfs_node_set_xattr): a 12-byte
- * header once, plus 7 + key length + value length per xattr. Input beyond
- * Limits.externalXattrMax is refused.
- */
-export function xattrSpace(xattrs: readonly Xattr[]): number {
-  if (xattrs.length === 0) return 0
-  let space = XATTR_IBODY_HEADER_SIZE
-  for (const x of xattrs) space += XATTR_ENTRY_OVERHEAD + x.key.length + x.value.length
-  return space
-}
-
-function validType(mode: number): boolean {
-  switch (mode & S_IFMT) {
-    case S_IFREG:
-    case S_IFDIR:
-    case S_IFLNK:
-    case S_IFBLK:
-    case S_IFCHR:
-    case S_IFSOCK:
-    case S_IFIFO:
-      return true
-    default:
-      return false
-  }
-}
-
-/** Quote a byte string for an error message, escaped so the message stays on one line. */
-function q(s: string, max = 200): string {
-  const e = escapeString(s)
-  return `"${e.length > max ? e.slice(0, max) + '...' : e}"`
-}
 
 interface HardlinkFixup {
   node: FsNode
   targetPath: string
   line: number
 }
-
-class LineError extends Error {}
 
 /** Builds the tree from lines fed one at a time; `finish()` resolves hardlinks and returns the root. */
 export class DumpParser {
@@ -379,7 +332,6 @@ export class DumpParser {
     // Setting a key again replaces its value, with upstream's bookkeeping (lcfs_node_unset_xattr
     // moves the last xattr into the freed slot) so the order matches upstream's too.
     const xattrs = node.xattrs
-    const index = new Map<string, number>()
     let space = 0
     let pos = start
     while (pos < line.length) {
@@ -401,27 +353,12 @@ export class DumpParser {
         )
       }
 
-      const old = index.get(key)
-      if (old !== undefined) {
-        const oldLen = xattrs[old]!.value.length
-        const last = xattrs.pop()!
-        if (old < xattrs.length) {
-          xattrs[old] = last
-          index.set(last.key, old)
-        }
-        index.delete(key)
-        space = xattrs.length > 0 ? space - (XATTR_ENTRY_OVERHEAD + key.length + oldLen) : 0
-      }
-      let entry = XATTR_ENTRY_OVERHEAD + key.length + value.length
-      if (xattrs.length === 0) entry += XATTR_IBODY_HEADER_SIZE
-      if (space + entry > Limits.externalXattrMax) {
+      space = putXattr(xattrs, space, {key, value}, Limits.externalXattrMax)
+      if (space < 0) {
         throw new LineError(
           `xattrs need more than ${Limits.externalXattrMax} bytes of space (at ${q(key, 60)})`,
         )
       }
-      index.set(key, xattrs.length)
-      xattrs.push({key, value})
-      space += entry
 
       pos = end + 1
     }
@@ -498,64 +435,6 @@ export class DumpParser {
     if (v > U32_MAX) throw new LineError(`${what} ${v} out of range`)
     return Number(v)
   }
-}
-
-function noNul(s: string, what: string): string {
-  if (s.includes('\0')) throw new LineError(`NUL byte in ${what} ${q(s)}`)
-  return s
-}
-
-function text(line: Buffer, start: number, end: number): string {
-  return line.toString('latin1', start, end)
-}
-
-/** Digits only: no sign, no blanks, no prefix (upstream's strtoull would take and wrap those). */
-function parseUnsigned(line: Buffer, start: number, end: number, radix: 8 | 10, what: string): bigint {
-  const maxDigit = radix === 8 ? 0x37 : 0x39
-  let ok = end > start
-  for (let i = start; ok && i < end; i++) {
-    const c = line[i]!
-    if (c < 0x30 || c > maxDigit) ok = false
-  }
-  if (!ok) {
-    const s = text(line, start, Math.min(end, start + 64))
-    throw new LineError(
-      `invalid ${what} ${q(s, 40)}: expected ${radix === 8 ? 'an octal' : 'a decimal'} number`,
-    )
-  }
-  // Leading zeros are fine (strtoull takes them); more significant digits than any 64-bit
-  // value has are refused before BigInt spends time on them.
-  let first = start
-  while (first < end - 1 && line[first] === 0x30) first++
-  if (end - first > MAX_SIGNIFICANT_DIGITS) {
-    throw new LineError(`${what} ${q(text(line, first, first + 30) + '...')} out of range`)
-  }
-  const s = text(line, first, end)
-  return radix === 8 ? BigInt('0o' + s) : BigInt(s)
-}
-
-/** MTIME is "SEC.NSEC", two decimal integers (not a fraction: "1.1" is 1 s + 1 ns). */
-function parseMtime(line: Buffer, start: number, end: number): [number, number] {
-  let dot = line.indexOf(DOT, start)
-  if (dot < 0 || dot >= end) dot = end
-  const sec = parseUnsigned(line, start, dot, 10, 'mtime seconds')
-  const nsec = parseUnsigned(line, Math.min(dot + 1, end), end, 10, 'mtime nanoseconds')
-  if (sec > BigInt(Number.MAX_SAFE_INTEGER)) throw new LineError(`mtime seconds ${sec} out of range`)
-  if (nsec > U32_MAX) throw new LineError(`mtime nanoseconds ${nsec} out of range`)
-  return [Number(sec), Number(nsec)]
-}
-
-/** Upstream's lookup_path: components split on runs of '/', "" or "/" is the root. */
-function lookupPath(root: FsNode, path: string): FsNode | null | 'dotdot' {
-  let n = root
-  for (const part of path.split('/')) {
-    if (part.length === 0) continue
-    if (part === '.' || part === '..') return 'dotdot'
-    const next = n.children?.get(part)
-    if (!next) return null
-    n = next
-  }
-  return n
 }
 
 function toBuffer(chunk: Buffer | Uint8Array | string): Uint8Array {

@@ -90,6 +90,17 @@ export const XATTR_FILTER_SEED = 0x25bbe08f
 export const XATTR_FILTER_DEFAULT = 0xffffffff
 export const XATTR_LONG_PREFIX = 0x80
 
+/**
+ * Upstream's estimate of the xattr space an inode needs (lcfs_node_set_xattr), which bounds
+ * what external input may set: the inline xattr header once, plus per xattr two entry headers
+ * less one byte (room for worst-case alignment) and the key and value bytes. xattr-space.ts
+ * is the one implementation of that bookkeeping.
+ */
+export const XattrSpace = {
+  header: XATTR_IBODY_HEADER_SIZE,
+  perEntry: 2 * XATTR_ENTRY_SIZE - 1,
+} as const
+
 /** Short xattr name prefixes by index (index 0: the full name is stored). */
 export const XATTR_PREFIXES: readonly string[] = [
   '',
@@ -111,6 +122,7 @@ export const WRITER_XATTR_PREFIXES: readonly [string, number][] = [
 
 export const DIRENT_SIZE = 12
 export const FileType = {unknown: 0, reg: 1, dir: 2, chr: 3, blk: 4, fifo: 5, sock: 6, symlink: 7} as const
+/** Longest file name Linux allows (NAME_MAX): the scanner, the dump parser and the reader enforce it. */
 export const NAME_MAX = 255
 
 /** Limits of the composefs format and of our parsers (named in one place, as the reader enforces them). */
@@ -121,6 +133,8 @@ export const Limits = {
   recommendedInlineContentMax: 64,
   /** Total xattr space per inode accepted from external input (upstream: UINT16_MAX / 2). */
   externalXattrMax: 0x7fff,
+  /** Total xattr space per inode accepted in an image (upstream's reader: UINT16_MAX). */
+  imageXattrMax: 0xffff,
   /** Linux XATTR_NAME_MAX. */
   xattrNameMax: 255,
   /** Linux XATTR_SIZE_MAX. */
@@ -130,6 +144,29 @@ export const Limits = {
   /** Largest external file: 1024 chunks of 2^43 bytes. */
   maxFileSize: 2 ** 53,
 } as const
+
+/**
+ * What the image reader (reader.ts, `ReaderLimits`) accepts unless its caller says otherwise.
+ * Images may be hostile: every count the reader walks has a cap here.
+ */
+export const ReaderDefaults = Object.freeze({
+  /** Directory nesting: PATH_MAX allows at most PATH_MAX / 2 levels of "/x". */
+  maxDepth: Limits.pathMax / 2,
+  /** Distinct inodes in the tree. */
+  maxInodes: 1 << 21,
+  /** Directory entries (names, hardlinks included) in the tree. */
+  maxEntries: 1 << 21,
+  /** Xattrs in the whole tree (shared ones counted once per inode that uses them). */
+  maxXattrEntries: 1 << 22,
+  maxNameLength: NAME_MAX,
+  /** Symlink targets and redirect payloads: shorter than PATH_MAX, as upstream. */
+  maxSymlinkLength: Limits.pathMax - 1,
+  maxPayloadLength: Limits.pathMax - 1,
+  maxInlineContent: Limits.inlineContentMax,
+  maxXattrNameLength: Limits.xattrNameMax,
+  maxXattrSpace: Limits.imageXattrMax,
+  maxFileSize: Limits.maxFileSize,
+})
 
 export const OVERLAY_PREFIX = 'trusted.overlay.'
 export const OVERLAY_ESCAPE_PREFIX = 'trusted.overlay.overlay.'

@@ -36,14 +36,13 @@ import {
   OVERLAY_PREFIX,
   OverlayXattr,
 } from './layout.js'
+import {putXattr, xattrSpace} from './xattr-space.js'
 
 export interface WXattr {
   key: string
   value: Buffer
   /** Offset in the shared xattr area, or -1 when stored inline in the inode. */
   sharedOffset: number
-  /** Identity of the name/value pair, computed once when shared xattrs are counted. */
-  id?: string
 }
 
 /** A node of the tree as it is laid out in the image. */
@@ -126,21 +125,14 @@ export class WNode {
 
   /** Adds or replaces an xattr within the per-inode budget upstream applies to external input. */
   setXattr(key: string, value: Buffer): void {
-    const i = this.xattrs.findIndex((x) => x.key === key)
-    if (i >= 0) {
-      const old = this.xattrs[i]!
-      // Upstream removes by moving the last entry into the hole; order is re-sorted later.
-      this.xattrs[i] = this.xattrs[this.xattrs.length - 1]!
-      this.xattrs.pop()
-      this.xattrBudget = this.xattrs.length > 0 ? this.xattrBudget - (7 + key.length + old.value.length) : 0
-    }
-    let entry = 7 + key.length + value.length
-    if (this.xattrs.length === 0) entry += 12
-    if (this.xattrBudget + entry > Limits.externalXattrMax) {
-      throw new InvalidInputError(`image: too many or too large xattrs on ${this.path()}`)
-    }
-    this.xattrs.push({key, value, sharedOffset: -1})
-    this.xattrBudget += entry
+    const used = putXattr(
+      this.xattrs,
+      this.xattrBudget,
+      {key, value, sharedOffset: -1},
+      Limits.externalXattrMax,
+    )
+    if (used < 0) throw new InvalidInputError(`image: too many or too large xattrs on ${this.path()}`)
+    this.xattrBudget = used
   }
 }
 
@@ -175,10 +167,7 @@ function cloneTree(root: FsNode): WNode {
     w.content = n.content
     w.digest = n.digest
     for (const x of n.xattrs) w.xattrs.push({key: x.key, value: x.value, sharedOffset: -1})
-    w.xattrBudget = n.xattrs.reduce(
-      (acc, x) => acc + 7 + x.key.length + x.value.length,
-      n.xattrs.length ? 12 : 0,
-    )
+    w.xattrBudget = xattrSpace(n.xattrs)
     if (n.linkTo) links.push([w, n.linkTo])
     return w
   }

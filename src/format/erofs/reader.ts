@@ -10,11 +10,9 @@
 // the limits below. Every violation is an InvalidInputError with one line:
 // `image: <what> at nid N`.
 
-import {InvalidInputError} from '../../errors.js'
 import {
   byteString,
   cmpBytes,
-  DIGEST_SIZE,
   FsNode,
   S_IFBLK,
   S_IFCHR,
@@ -26,96 +24,38 @@ import {
   S_IFSOCK,
 } from '../../tree/node.js'
 import {fsverityDigest} from '../../verity/merkle.js'
+import {fail, ImageBuffer, type ImageHeader, type ImageInfo, parseHeader} from './image-header.js'
 import {
-  BLOCK_BITS,
   BLOCK_SIZE,
-  CFS_MAGIC,
-  CFS_VERSION,
-  CfsHeader,
   Compact,
   COMPACT_INODE_SIZE,
-  DIRENT_SIZE,
-  EROFS_MAGIC,
   Extended,
   EXTENDED_INODE_SIZE,
   I_DATALAYOUT_BIT,
   I_VERSION_BIT,
   Layout,
-  OVERLAY_ESCAPE_PREFIX,
-  OVERLAY_PREFIX,
-  OverlayXattr,
+  ReaderDefaults,
   SLOT_BITS,
-  Super,
   SUPER_OFFSET,
   SUPER_SIZE,
   XATTR_ENTRY_SIZE,
   XATTR_IBODY_HEADER_SIZE,
-  XATTR_PREFIXES,
 } from './layout.js'
+import {DataLocator, type DirEntry, noNul, readDirectory} from './read-data.js'
+import {XattrReader} from './read-xattrs.js'
 
-/** Limits the reader enforces; callers may lower (or raise) them through `ReadOptions.limits`. */
-export interface ReaderLimits {
-  /** Directory nesting. PATH_MAX (4096) allows at most 2048 levels of "/x". */
-  maxDepth: number
-  /** Distinct inodes in the tree. */
-  maxInodes: number
-  /** Directory entries (names, hardlinks included) in the tree. */
-  maxEntries: number
-  /** Xattrs in the whole tree (shared ones counted once per inode that uses them). */
-  maxXattrEntries: number
-  /** A file name (Linux NAME_MAX). */
-  maxNameLength: number
-  /** A symlink target (PATH_MAX - 1, as upstream). */
-  maxSymlinkLength: number
-  /** A redirect payload (object path). */
-  maxPayloadLength: number
-  /** Content stored in the image for one file (upstream's LCFS_INLINE_CONTENT_MAX). */
-  maxInlineContent: number
-  /** A full xattr name (Linux XATTR_NAME_MAX). */
-  maxXattrNameLength: number
-  /** All xattrs of one inode, counted as upstream does (UINT16_MAX). */
-  maxXattrSpace: number
-  /** A file size (composefs's own limit for object-backed files). */
-  maxFileSize: number
-}
+export {MAX_COMPOSEFS_VERSION, readImageInfo} from './image-header.js'
+export type {ImageInfo} from './image-header.js'
 
-export const DEFAULT_READER_LIMITS: Readonly<ReaderLimits> = Object.freeze({
-  maxDepth: 2048,
-  maxInodes: 1 << 21,
-  maxEntries: 1 << 21,
-  maxXattrEntries: 1 << 22,
-  maxNameLength: 255,
-  maxSymlinkLength: 4095,
-  maxPayloadLength: 4095,
-  maxInlineContent: 5000,
-  maxXattrNameLength: 255,
-  maxXattrSpace: 0xffff,
-  maxFileSize: 2 ** 53,
-})
+/** Limits the reader enforces (defaults and their reasons: ReaderDefaults in layout.ts); callers
+ * may lower (or raise) them through `ReadOptions.limits`. */
+export type ReaderLimits = {[K in keyof typeof ReaderDefaults]: number}
 
-/** The newest composefs format version this reader understands. */
-export const MAX_COMPOSEFS_VERSION = 1
+/** The reader's default limits (their values and reasons are in layout.ts). */
+export const DEFAULT_READER_LIMITS: Readonly<ReaderLimits> = ReaderDefaults
 
 export interface ReadOptions {
   limits?: Partial<ReaderLimits>
-}
-
-/** Header and superblock facts, readable without walking the tree. */
-export interface ImageInfo {
-  /** composefs format version (0 or 1). */
-  composefsVersion: number
-  /** composefs header flags (bit 0: the tree has POSIX ACLs). */
-  flags: number
-  /** Inode count recorded in the superblock (includes the 256 root whiteouts). */
-  inodes: number
-  /** Block count recorded in the superblock. */
-  blocks: number
-  /** Build time: the oldest mtime in the tree (the mtime of every compact inode). */
-  buildTimeSec: number
-  buildTimeNsec: number
-  rootNid: number
-  /** Image size in bytes. */
-  size: number
 }
 
 export interface ImageTree {
@@ -127,121 +67,12 @@ export interface ImageTree {
   entryCount: number
 }
 
-/** Extended xattr header entry (value length, name) not in layout.ts. */
-const XATTR_SPACE_PER_ENTRY = 2 * XATTR_ENTRY_SIZE - 1
 const DATALAYOUT_MASK = 0x7
 const VALID_TYPES = new Set([S_IFREG, S_IFDIR, S_IFLNK, S_IFBLK, S_IFCHR, S_IFSOCK, S_IFIFO])
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
-
-function fail(what: string, nid?: number): never {
-  throw new InvalidInputError(nid === undefined ? `image: ${what}` : `image: ${what} at nid ${nid}`)
-}
-
-/** Bounds checks over the image buffer; every read of image bytes goes through `need`. */
-class ImageBuffer {
-  constructor(readonly buf: Buffer) {}
-
-  get length(): number {
-    return this.buf.length
-  }
-
-  /** Throws unless [off, off+len) lies inside the buffer. */
-  need(off: number, len: number, what: string, nid?: number): void {
-    if (!Number.isSafeInteger(off) || !Number.isSafeInteger(len) || off < 0 || len < 0) fail(what, nid)
-    if (off + len > this.buf.length) fail(`${what} beyond the end of the image`, nid)
-  }
-
-  u8(off: number, what: string, nid?: number): number {
-    this.need(off, 1, what, nid)
-    return this.buf.readUInt8(off)
-  }
-
-  u16(off: number, what: string, nid?: number): number {
-    this.need(off, 2, what, nid)
-    return this.buf.readUInt16LE(off)
-  }
-
-  u32(off: number, what: string, nid?: number): number {
-    this.need(off, 4, what, nid)
-    return this.buf.readUInt32LE(off)
-  }
-
-  /** A u64 that must fit a JavaScript number exactly. */
-  u64(off: number, what: string, nid?: number): number {
-    this.need(off, 8, what, nid)
-    const v = this.buf.readBigUInt64LE(off)
-    if (v > MAX_SAFE) fail(`${what} out of range`, nid)
-    return Number(v)
-  }
-
-  /** A signed 64-bit time that must fit a JavaScript number exactly. */
-  i64(off: number, what: string, nid?: number): number {
-    this.need(off, 8, what, nid)
-    const v = this.buf.readBigInt64LE(off)
-    if (v > MAX_SAFE || v < -MAX_SAFE) fail(`${what} out of range`, nid)
-    return Number(v)
-  }
-
-  slice(off: number, len: number, what: string, nid?: number): Buffer {
-    this.need(off, len, what, nid)
-    return this.buf.subarray(off, off + len)
-  }
-}
-
-/** Parses and checks the composefs header and the EROFS superblock. */
-function parseHeader(img: ImageBuffer): ImageInfo & {metaStart: number; xattrStart: number} {
-  if (img.length < SUPER_OFFSET + SUPER_SIZE) fail(`too small (${img.length} bytes) to be a composefs image`)
-  const magic = img.u32(CfsHeader.magic, 'composefs header')
-  if (magic !== CFS_MAGIC) fail(`not a composefs image (magic 0x${magic.toString(16)})`)
-  const version = img.u32(CfsHeader.version, 'composefs header')
-  if (version !== CFS_VERSION) fail(`unsupported composefs header version ${version}`)
-  const composefsVersion = img.u32(CfsHeader.composefsVersion, 'composefs header')
-  if (composefsVersion > MAX_COMPOSEFS_VERSION) {
-    fail(`unsupported composefs format version ${composefsVersion} (known: 0..${MAX_COMPOSEFS_VERSION})`)
-  }
-  const flags = img.u32(CfsHeader.flags, 'composefs header')
-
-  const sb = SUPER_OFFSET
-  const sbMagic = img.u32(sb + Super.magic, 'superblock')
-  if (sbMagic !== EROFS_MAGIC) fail(`bad EROFS superblock magic 0x${sbMagic.toString(16)}`)
-  const blkszbits = img.u8(sb + Super.blkszbits, 'superblock')
-  if (blkszbits !== BLOCK_BITS) fail(`unsupported block size 2^${blkszbits}`)
-  const blocks = img.u32(sb + Super.blocks, 'superblock')
-  if (blocks * BLOCK_SIZE > img.length) {
-    fail(`truncated: superblock says ${blocks} blocks, the file has ${img.length} bytes`)
-  }
-  const metaStart = img.u32(sb + Super.metaBlkaddr, 'superblock') * BLOCK_SIZE
-  const xattrStart = img.u32(sb + Super.xattrBlkaddr, 'superblock') * BLOCK_SIZE
-  if (metaStart >= img.length) fail('inode area starts beyond the end of the image')
-  if (xattrStart >= img.length) fail('shared xattr area starts beyond the end of the image')
-  return {
-    composefsVersion,
-    flags,
-    inodes: img.u64(sb + Super.inos, 'superblock inode count'),
-    blocks,
-    buildTimeSec: img.i64(sb + Super.buildTime, 'superblock build time'),
-    buildTimeNsec: img.u32(sb + Super.buildTimeNsec, 'superblock'),
-    rootNid: img.u16(sb + Super.rootNid, 'superblock'),
-    size: img.length,
-    metaStart,
-    xattrStart,
-  }
-}
-
-/** Cheap metadata from the composefs header and the superblock (no tree walk). */
-export function readImageInfo(image: Buffer): ImageInfo {
-  const {metaStart: _m, xattrStart: _x, ...info} = parseHeader(new ImageBuffer(image))
-  return info
-}
 
 /** The fs-verity digest of the image file: what `cfsboot build` prints and mounts check. */
 export function imageDigest(image: Buffer): Buffer {
   return fsverityDigest(image)
-}
-
-interface DirEntry {
-  name: string
-  nid: number
 }
 
 /** What one inode holds, before it is placed in the tree. */
@@ -256,14 +87,14 @@ interface ParsedInode {
 class Reader {
   private readonly img: ImageBuffer
   private readonly limits: ReaderLimits
-  private readonly info: ReturnType<typeof parseHeader>
+  private readonly info: ImageHeader
   /** First node read for each nid: later names for it become hardlinks. */
   private readonly byNid = new Map<number, FsNode>()
   private readonly whiteoutNids = new Set<number>()
   /** Directories on the path currently being walked (to tell a cycle from a second name). */
   private readonly walking = new Set<number>()
   private entries = 0
-  private xattrEntries = 0
+  private readonly xattrReader: XattrReader
   /**
    * Bytes of directory blocks, file content and symlink targets read so far. A valid image
    * stores each of these once, so more than the image size means inodes share data blocks,
@@ -275,6 +106,7 @@ class Reader {
     this.img = new ImageBuffer(image)
     this.limits = {...DEFAULT_READER_LIMITS, ...opts.limits}
     this.info = parseHeader(this.img)
+    this.xattrReader = new XattrReader(this.img, this.limits, this.info.xattrStart)
   }
 
   read(): ImageTree {
@@ -425,7 +257,7 @@ class Reader {
     if (type === S_IFDIR) {
       if (layout === Layout.chunkBased) fail('chunk-based directory', nid)
       this.countData(nid, size)
-      entries = this.readDirectory(nid, data)
+      entries = readDirectory(this.img, nid, data, this.limits.maxNameLength)
     } else if (type === S_IFLNK) {
       if (layout === Layout.chunkBased) fail('chunk-based symlink', nid)
       if (size > this.limits.maxSymlinkLength)
@@ -443,214 +275,11 @@ class Reader {
       }
     }
 
-    if (xattrIcount > 0) this.readXattrs(node, nid, off + isize, xattrSize)
+    if (xattrIcount > 0) this.xattrReader.read(node, nid, off + isize, xattrSize)
     return {node, entries, whiteout: false}
   }
 
-  private readDirectory(nid: number, data: DataLocator): DirEntry[] {
-    const entries: DirEntry[] = []
-    let previous: string | null = null
-    for (const [blockOff, blockLen] of data.blocks('directory')) {
-      for (const e of this.readDirBlock(nid, blockOff, blockLen)) {
-        if (previous !== null && cmpBytes(previous, e.name) >= 0) fail('directory entries out of order', nid)
-        previous = e.name
-        entries.push(e)
-      }
-    }
-    return entries
-  }
-
   /** One block (or the inline tail) of a directory: dirents, then the names they point to. */
-  private readDirBlock(nid: number, off: number, len: number): DirEntry[] {
-    const img = this.img
-    img.need(off, len, 'directory block', nid)
-    if (len < DIRENT_SIZE) fail('directory block too small', nid)
-    const namesStart = img.u16(off + 8, 'dirent', nid)
-    if (namesStart === 0 || namesStart % DIRENT_SIZE !== 0 || namesStart > len) {
-      fail('bad dirent count', nid)
-    }
-    const count = namesStart / DIRENT_SIZE
-    const out: DirEntry[] = []
-    for (let i = 0; i < count; i++) {
-      const d = off + i * DIRENT_SIZE
-      const nidLo = img.u32(d, 'dirent', nid)
-      const nidHi = img.u32(d + 4, 'dirent', nid)
-      if (nidHi !== 0) fail('dirent nid out of range', nid)
-      const nameoff = img.u16(d + 8, 'dirent', nid)
-      let nameEnd: number
-      if (i + 1 < count) {
-        nameEnd = img.u16(d + DIRENT_SIZE + 8, 'dirent', nid)
-      } else {
-        // The last name ends at the first NUL (block padding) or at the end of the block.
-        const z = nameoff < len ? img.buf.subarray(off + nameoff, off + len).indexOf(0) : -1
-        nameEnd = z < 0 ? len : nameoff + z
-      }
-      if (nameoff < namesStart || nameoff >= len || nameEnd > len || nameEnd <= nameoff) {
-        fail('bad dirent name offset', nid)
-      }
-      const nameLen = nameEnd - nameoff
-      if (nameLen > this.limits.maxNameLength) fail(`name longer than ${this.limits.maxNameLength}`, nid)
-      const name = img.buf.toString('latin1', off + nameoff, off + nameEnd)
-      if (name.includes('\0') || name.includes('/')) fail('invalid character in a name', nid)
-      out.push({name, nid: nidLo})
-    }
-    return out
-  }
-
-  private readXattrs(node: FsNode, nid: number, start: number, xattrSize: number): void {
-    const img = this.img
-    const end = start + xattrSize
-    if (xattrSize < XATTR_IBODY_HEADER_SIZE) fail('xattr header', nid)
-    const sharedCount = img.u8(start + 4, 'xattr header', nid)
-    let pos = start + XATTR_IBODY_HEADER_SIZE + sharedCount * 4
-    if (pos > end) fail('shared xattr count larger than the xattr area', nid)
-    const budget = {used: 0}
-
-    // Inline entries; like upstream, fewer than 5 trailing bytes are padding.
-    while (end - pos > XATTR_ENTRY_SIZE) {
-      const entryLen = this.readXattrEntry(node, nid, pos, end, budget)
-      pos += Math.ceil(entryLen / 4) * 4
-    }
-    for (let i = 0; i < sharedCount; i++) {
-      const idx = img.u32(start + XATTR_IBODY_HEADER_SIZE + i * 4, 'shared xattr reference', nid)
-      const entryOff = this.info.xattrStart + idx * 4
-      this.readXattrEntry(node, nid, entryOff, img.length, budget)
-    }
-  }
-
-  /** Reads one xattr entry at `off` that must end before `end`; returns its unpadded length. */
-  private readXattrEntry(
-    node: FsNode,
-    nid: number,
-    off: number,
-    end: number,
-    budget: {used: number},
-  ): number {
-    const img = this.img
-    if (off + XATTR_ENTRY_SIZE > end) fail('xattr entry beyond its area', nid)
-    const nameLen = img.u8(off, 'xattr entry', nid)
-    const index = img.u8(off + 1, 'xattr entry', nid)
-    const valueLen = img.u16(off + 2, 'xattr entry', nid)
-    const len = XATTR_ENTRY_SIZE + nameLen + valueLen
-    if (off + len > end) fail('xattr entry beyond its area', nid)
-    img.need(off, len, 'xattr entry', nid)
-    const prefix = XATTR_PREFIXES[index]
-    if (prefix === undefined) fail(`unknown xattr name prefix ${index}`, nid)
-    const key = prefix + img.buf.toString('latin1', off + XATTR_ENTRY_SIZE, off + XATTR_ENTRY_SIZE + nameLen)
-    if (key.length === 0 || key.includes('\0')) fail('invalid xattr name', nid)
-    if (key.length > this.limits.maxXattrNameLength)
-      fail(`xattr name longer than ${this.limits.maxXattrNameLength}`, nid)
-    if (++this.xattrEntries > this.limits.maxXattrEntries)
-      fail(`more than ${this.limits.maxXattrEntries} xattrs`, nid)
-    const value = img.buf.subarray(off + XATTR_ENTRY_SIZE + nameLen, off + len)
-    this.applyXattr(node, nid, key, value, budget)
-    return len
-  }
-
-  /** Turns composefs's overlayfs xattrs back into what the tree meant; stores the rest. */
-  private applyXattr(node: FsNode, nid: number, key: string, value: Buffer, budget: {used: number}): void {
-    const type = node.mode & S_IFMT
-    if (key === OverlayXattr.redirect) {
-      if (type === S_IFREG) {
-        let payload = byteString(value)
-        if (payload.length > 1 && payload.startsWith('/')) payload = payload.slice(1)
-        payload = noNul(payload, 'redirect', nid)
-        if (payload.length > this.limits.maxPayloadLength) fail('redirect payload too long', nid)
-        node.payload = payload
-      }
-      return
-    }
-    if (key === OverlayXattr.metacopy) {
-      // 4-byte header (version, length, flags, hash algorithm), then the fs-verity digest.
-      if (type === S_IFREG && value.length === 4 + DIGEST_SIZE) node.digest = Buffer.from(value.subarray(4))
-      return
-    }
-    if (key === OverlayXattr.escapedWhiteout && type === S_IFREG) {
-      // A whiteout of the original tree, stored as an escaped one: make it a whiteout again.
-      node.mode = S_IFCHR | (node.mode & ~S_IFMT)
-      node.rdev = 0
-      node.size = 0
-      node.content = null
-      node.payload = null
-      node.digest = null
-      return
-    }
-    if (
-      key === OverlayXattr.escapedWhiteouts ||
-      key === OverlayXattr.userWhiteout ||
-      key === OverlayXattr.userWhiteouts
-    ) {
-      return
-    }
-    if (key.startsWith(OVERLAY_PREFIX)) {
-      // Composefs's own overlay xattrs (opaque, …) are dropped; the tree's own were escaped.
-      if (!key.startsWith(OVERLAY_ESCAPE_PREFIX)) return
-      key = 'trusted.' + key.slice(OVERLAY_PREFIX.length)
-    }
-    // Same accounting and replacement rule as upstream (the last xattr fills the hole).
-    const i = node.xattrs.findIndex((x) => x.key === key)
-    if (i >= 0) {
-      const old = node.xattrs[i]!
-      node.xattrs[i] = node.xattrs[node.xattrs.length - 1]!
-      node.xattrs.pop()
-      budget.used =
-        node.xattrs.length > 0 ? budget.used - (XATTR_SPACE_PER_ENTRY + key.length + old.value.length) : 0
-    }
-    let space = XATTR_SPACE_PER_ENTRY + key.length + value.length
-    if (node.xattrs.length === 0) space += XATTR_IBODY_HEADER_SIZE
-    if (budget.used + space > this.limits.maxXattrSpace) fail('too many or too large xattrs', nid)
-    budget.used += space
-    // A view, not a copy: shared xattrs (an SELinux label on every inode) cost no memory each.
-    node.xattrs.push({key, value})
-  }
-}
-
-/** Where an inode's data is: whole blocks at `dataOff`, and for inline layout a tail after the inode. */
-class DataLocator {
-  constructor(
-    private readonly img: ImageBuffer,
-    private readonly nid: number,
-    private readonly size: number,
-    private readonly layout: number,
-    private readonly dataOff: number,
-    private readonly tailOff: number,
-  ) {}
-
-  /** [offset, length] of each piece of the data, in order, all bounds-checked. */
-  blocks(what: string): [number, number][] {
-    const {img, nid, size} = this
-    if (size === 0) return []
-    const nBlocks = Math.ceil(size / BLOCK_SIZE)
-    const inline = this.layout === Layout.flatInline
-    const fullBlocks = inline ? nBlocks - 1 : nBlocks
-    const inBlocks = inline ? fullBlocks * BLOCK_SIZE : size
-    if (inBlocks > 0) img.need(this.dataOff, inBlocks, `${what} data blocks`, nid)
-    const pieces: [number, number][] = []
-    for (let b = 0; b < fullBlocks; b++) {
-      pieces.push([this.dataOff + b * BLOCK_SIZE, Math.min(BLOCK_SIZE, size - b * BLOCK_SIZE)])
-    }
-    if (inline) {
-      const tail = size - fullBlocks * BLOCK_SIZE
-      img.need(this.tailOff, tail, `${what} inline data`, nid)
-      // The kernel requires the inline tail to stay in the inode's block.
-      if (Math.floor(this.tailOff / BLOCK_SIZE) !== Math.floor((this.tailOff + tail - 1) / BLOCK_SIZE)) {
-        fail(`${what} inline data crosses a block boundary`, nid)
-      }
-      pieces.push([this.tailOff, tail])
-    }
-    return pieces
-  }
-
-  /** The data as one copied buffer (callers cap `size` first). */
-  read(what: string): Buffer {
-    return Buffer.concat(this.blocks(what).map(([off, len]) => this.img.buf.subarray(off, off + len)))
-  }
-}
-
-/** Paths never hold NUL bytes (upstream would silently cut there; a NUL means damage). */
-function noNul(s: string, what: string, nid: number): string {
-  if (s.includes('\0')) fail(`NUL byte in a ${what}`, nid)
-  return s
 }
 
 /** Parses a composefs image into a tree. Throws InvalidInputError on anything malformed. */

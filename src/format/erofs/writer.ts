@@ -138,20 +138,35 @@ function orderInodes(root: WNode): {nodes: WNode[]; minMtime: [number, number]; 
   return {nodes, minMtime: [minSec, minNsec], hasAcl}
 }
 
+interface XattrUse {
+  x: WXattr
+  count: number
+  offset: number
+}
+
 /** Xattrs used by more than one inode go to the shared area (at most 128 references per inode). */
 function shareXattrs(nodes: WNode[]): WXattr[] {
-  const counts = new Map<string, {x: WXattr; count: number; offset: number}>()
-  const id = (x: WXattr): string => (x.id ??= x.key + '\0' + x.value.toString('latin1'))
+  // Counted by key, then by value bytes: a key has few distinct values or all-unique ones.
+  const byKey = new Map<string, Map<string, XattrUse>>()
+  const uses: XattrUse[] = []
   for (const n of nodes) {
     for (const x of n.xattrs) {
-      const k = id(x)
-      const e = counts.get(k)
+      let values = byKey.get(x.key)
+      if (!values) byKey.set(x.key, (values = new Map()))
+      const v = x.value.toString('latin1')
+      let e = values.get(v)
       if (e) e.count++
-      else counts.set(k, {x, count: 1, offset: -1})
+      else values.set(v, (e = {x, count: 1, offset: -1}))
+      uses.push(e)
     }
   }
+  const candidates: XattrUse[] = []
+  for (const values of byKey.values()) for (const e of values.values()) if (e.count > 1) candidates.push(e)
   // Canonical order of the shared area: by key, then value length, then value, all descending.
-  const sorted = [...counts.values()].sort((a, b) => {
+  // Only xattrs used more than once are shared, so only they are sorted (most of a tree's
+  // xattrs, the per-file redirect and metacopy, are unique: sorting them all was most of the
+  // writer's time on a large tree).
+  const sorted = candidates.sort((a, b) => {
     if (a.x.key !== b.x.key) return a.x.key < b.x.key ? 1 : -1
     if (a.x.value.length !== b.x.value.length) return b.x.value.length - a.x.value.length
     return Buffer.compare(b.x.value, a.x.value)
@@ -159,15 +174,15 @@ function shareXattrs(nodes: WNode[]): WXattr[] {
   const shared: WXattr[] = []
   let offset = 0
   for (const e of sorted) {
-    if (e.count <= 1) continue
     e.offset = offset
     shared.push(e.x)
     offset += xattrEntrySize(e.x)
   }
+  let i = 0
   for (const n of nodes) {
     let nShared = 0
     for (const x of n.xattrs) {
-      const e = counts.get(id(x))!
+      const e = uses[i++]!
       if (e.offset >= 0 && nShared < XATTR_LONG_PREFIX) {
         x.sharedOffset = e.offset
         nShared++
