@@ -18,6 +18,8 @@ import {basename, dirname, join} from 'node:path'
 
 import {CfsError, DamageError, DigestMismatchError, ExitCode, InvalidInputError} from '../errors.js'
 import {ObjectStore, TEMP_PREFIX} from '../store/objects.js'
+import {requireFsverityTool} from '../system/fsverity.js'
+import {kernelHasFsVerity} from '../system/kernel.js'
 import {acquireLock} from '../system/lock.js'
 import {FsNode} from '../tree/node.js'
 import {forEachLimit} from '../util/concurrency.js'
@@ -342,6 +344,8 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
       throw new InvalidInputError(`UKI signing ${what} ${file} cannot be read`)
     })
   }
+  if ((await kernelHasFsVerity()) !== false)
+    await requireFsverityTool('deploy enables fs-verity on the new image and objects')
   const lock = await acquireLock(paths.lock, {
     ...(opts.lockTimeout !== undefined && {timeout: opts.lockTimeout}),
     ...(opts.onWait && {onWait: opts.onWait}),

@@ -173,6 +173,8 @@ export interface MountRecord {
   devno: string
   mountPoint: string
   source: string
+  /** Per-mount options (ro/rw first). */
+  options: string
 }
 
 const unescapeMount = (s: string): string =>
@@ -186,7 +188,12 @@ export async function readMounts(): Promise<MountRecord[]> {
     const f = line.split(' ')
     const sep = f.indexOf('-')
     if (sep < 6 || f.length < sep + 3) continue
-    out.push({devno: f[2]!, mountPoint: unescapeMount(f[4]!), source: unescapeMount(f[sep + 2]!)})
+    out.push({
+      devno: f[2]!,
+      mountPoint: unescapeMount(f[4]!),
+      source: unescapeMount(f[sep + 2]!),
+      options: f[5]!,
+    })
   }
   return out
 }
