@@ -174,7 +174,7 @@ export async function openTarget(req: TargetRequest): Promise<Target> {
       )
     }
     if (mounts.length) return done(mounts[0]!.mountPoint, 'mounted', part.node)
-    const m = await mountEspPrivately(part.node, {readOnly: req.access === 'read'})
+    const m = await mountEspPrivately(part.node, {readOnly: req.access === 'read', fsType: part.fsType})
     return done(m.dir, 'private', part.node, m.release)
   }
   const mounted = await mountedCandidate()

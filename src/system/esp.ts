@@ -151,16 +151,23 @@ export interface PrivateMount {
  * Mounts an ESP under /run/cfsboot/esp-XXXXXX for one command. A failure is one line naming
  * the device (EESPMOUNT); the mount point is removed again.
  */
-export async function mountEspPrivately(node: string, opts: {readOnly: boolean}): Promise<PrivateMount> {
+export async function mountEspPrivately(
+  node: string,
+  opts: {readOnly: boolean; fsType?: string | null},
+): Promise<PrivateMount> {
   await needTool('mount')
   const root = process.env.CFSBOOT_ESP_MOUNT_ROOT ?? ESP_MOUNT_ROOT
   await mkdir(root, {recursive: true, mode: 0o755})
   const dir = await mkdtemp(join(root, 'esp-'))
   // vfat (and its NLS table) is a module on distribution kernels; mount(8) makes the kernel load
   // it, but a modprobe first gives the clearer error path when modules are missing.
-  await run('modprobe', ['-q', 'vfat'], {reject: false, timeoutMs: 30_000}).catch(() => undefined)
-  const options = `${opts.readOnly ? 'ro' : 'rw'},${VFAT_OPTIONS}`
-  const r = await run('mount', ['-t', 'vfat', '-o', options, node, dir], {reject: false, timeoutMs: 60_000})
+  // An ESP is FAT; another filesystem blkid recognises is mounted as what it is (a boot
+  // partition of another kind, or a test on a kernel without FAT).
+  const type = opts.fsType && opts.fsType !== 'vfat' ? opts.fsType : 'vfat'
+  if (type === 'vfat')
+    await run('modprobe', ['-q', 'vfat'], {reject: false, timeoutMs: 30_000}).catch(() => undefined)
+  const options = `${opts.readOnly ? 'ro' : 'rw'}${type === 'vfat' ? ',' + VFAT_OPTIONS : ''}`
+  const r = await run('mount', ['-t', type, '-o', options, node, dir], {reject: false, timeoutMs: 60_000})
   if (r.exitCode !== 0) {
     await rmdir(dir).catch(() => undefined)
     const why = r.stderr.split('\n').find((l) => l.trim()) ?? `exit code ${r.exitCode}`
