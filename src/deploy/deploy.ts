@@ -59,6 +59,11 @@ export interface DeployOptions {
   uki?: {key: string; cert: string} | null
   /** Count the new entry's boot tries (default true; install's factory deployment does not). */
   countTries?: boolean
+  /**
+   * Enable fs-verity (or leave the seal-pending marker) on what this deploy adds (default true).
+   * An install passes false: it seals the whole store once itself (src/install/provision.ts).
+   */
+  seal?: boolean
 }
 
 export interface DeployResult {
@@ -74,8 +79,11 @@ export interface DeployResult {
   kernel: {version: string; dir: string}
   objects: {referenced: number; imported: number; present: number; bytesImported: number}
   etc: EtcMerge & {mergedFrom: string | null}
-  /** fs-verity on what this deploy added: enabled here, or left to the initramfs (seal-pending). */
-  verity: SealResult
+  /**
+   * fs-verity on what this deploy added: enabled here, or left to the initramfs (seal-pending);
+   * null when the caller seals (DeployOptions.seal false).
+   */
+  verity: SealResult | null
 }
 
 const OBJECT_PATH = /^[0-9a-f]{2}\/[0-9a-f]{62}$/
@@ -421,7 +429,7 @@ async function stageAndSwitch(opts: DeployOptions, img: LoadedImage, added: stri
   }
 
   // fs-verity on the new image and objects where this kernel can, else the first boot seals them.
-  const verity = await sealOrMark(paths, imgFile, missing)
+  const verity = (opts.seal ?? true) ? await sealOrMark(paths, imgFile, missing) : null
 
   const kernel = await installKernel(img, paths, [paths.objects], added)
 
