@@ -16,14 +16,12 @@ import assert from 'node:assert/strict'
 import {execFileSync} from 'node:child_process'
 import {
   copyFileSync,
-  cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
-  symlinkSync,
   writeFileSync,
 } from 'node:fs'
 import {join} from 'node:path'
@@ -31,95 +29,21 @@ import {test} from 'node:test'
 
 import {readFatToDir, writeDirToFat} from '../src/system/fat.js'
 import {TestDisk, withRoot} from './helpers/vm-disk.js'
+import {DEVICE_CORPUS, makeDeviceTree, setVersion, VMTEST_DIR, VMTEST_SCRIPT} from './helpers/device-tree.js'
 import {vmTestCli} from './helpers/vm-rootfs.js'
 import {bootVm, cachedKernel, testLines, VmResult, vmSkipReason} from './helpers/vm.js'
 
-const CORPUS = join(process.env.CFSBOOT_CORPUS_DIR ?? '/var/cache/cfsboot-test', 'debian-systemd')
 /** One boot of this distribution took ~50 s of VM time unloaded; a loaded CI machine is slower. */
 const BOOT_TIMEOUT_MS = 8 * 60_000
-const KERNEL_ARGS = 'console=ttyS0 panic=-1 rd.shell=0 loglevel=4'
-const T = '/var/cfsboot-vmtest'
+const T = VMTEST_DIR
 
 function skipReason(): string | false {
   const vm = vmSkipReason()
   if (vm) return vm
-  if (!existsSync(join(CORPUS, 'usr', 'lib', 'systemd', 'systemd')))
-    return `the systemd Debian tree ${CORPUS} is missing (run test/helpers/corpus.sh debian-systemd)`
+  if (!existsSync(join(DEVICE_CORPUS, 'usr', 'lib', 'systemd', 'systemd')))
+    return `the systemd Debian tree ${DEVICE_CORPUS} is missing (run test/helpers/corpus.sh debian-systemd)`
   return false
 }
-
-/** The unit in the image: runs the host's script from /var when there is one. */
-const UNIT = `[Unit]
-Description=cfsboot device VM test (${T}/run.sh, placed by the host)
-After=multi-user.target
-ConditionPathExists=${T}/run.sh
-
-[Service]
-Type=oneshot
-ExecStart=/bin/sh ${T}/run.sh
-StandardOutput=journal+console
-StandardError=journal+console
-
-[Install]
-WantedBy=multi-user.target
-`
-
-/**
- * The script the host places on /var. Waits until no job but its own is queued (not
- * `systemctl is-system-running --wait`: that waits for this unit too), reports, then acts
- * according to how many boots it has seen.
- */
-const SCRIPT = `#!/bin/sh
-T=${T}
-PATH=/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin
-say() { echo "CFSBOOT-TEST $*" > /dev/console; }
-out() { sed 's/^/CFSBOOT-OUT /' "$1" > /dev/console; }
-i=0
-while systemctl list-jobs --no-legend 2> /dev/null | grep -v cfsboot-vmtest | grep -q . && [ $i -lt 300 ]; do
-  sleep 1; i=$((i + 1))
-done
-n=$(($(cat $T/boots 2> /dev/null || echo 0) + 1))
-echo $n > $T/boots
-rec=/run/cfsboot/booted.json
-digest=$(sed -n 's/.*"digest": *"\\([0-9a-f]*\\)".*/\\1/p' $rec)
-say "boot=$n version=$(head -n 1 /usr/share/cfsboot-vmtest/version) digest=$digest"
-say "multi-user-us=$(systemctl show -p ActiveEnterTimestampMonotonic --value multi-user.target) mount-ms=$(sed -n 's/.*"mountMs": *\\([0-9]*\\).*/\\1/p' $rec)"
-say "record-verity=$(sed -n 's/.*"verity": *"\\([a-z]*\\)".*/\\1/p' $rec) state=$(systemctl is-system-running)"
-say "failed-units=$(systemctl list-units --failed --no-legend --plain | awk '{print $1}' | tr '\\n' ',')"
-say "root=$(awk '$2=="/"{print $1":"$3}' /proc/mounts | tail -n 1)"
-case ",$(awk '$2=="/"{print $4}' /proc/mounts | tail -n 1)," in
-  *,verity=require,*) say "overlay-verity=require" ;;
-  *) say "overlay-verity=none" ;;
-esac
-say "health=$(sed -n 's/.*"result": *"\\([a-z]*\\)".*/\\1/p' /var/lib/cfsboot/health/$digest.json 2> /dev/null)"
-staged() { cfsboot status --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);const d=j.deployments[0];console.log(d.digest+" staged="+d.staged+" entries="+j.deployments.filter(x=>x.entry).length+" count="+j.deployments.length)})'; }
-objects() { find /sysroot/composefs/objects -type f | wc -l; }
-case "$(cat /proc/cmdline)" in
-  *cfsboot.verity=maybe*) n=maybe ;;
-esac
-case $n in
-  1)
-    echo "changed-under-v1" > /etc/cfsboot-vmtest-note
-    cfsboot deploy $T/v2.cfs --objects $T/objects > $T/out 2>&1; say "deploy-exit=$?"; out $T/out
-    say "next=$(staged)"
-    say "esp-mounts=$(grep -c ' /run/cfsboot/esp-' /proc/mounts)"
-    ;;
-  2)
-    say "etc-note=$(cat /etc/cfsboot-vmtest-note)"
-    cfsboot rollback > $T/out 2>&1; say "rollback-exit=$?"; out $T/out
-    say "next=$(staged)"
-    ;;
-  3)
-    say "objects-before=$(objects)"
-    cfsboot undeploy "$(cat $T/v2.digest)" > $T/out 2>&1; say "undeploy-exit=$?"; out $T/out
-    cfsboot gc > $T/out 2>&1; say "gc-exit=$?"; out $T/out
-    say "objects-after=$(objects) next=$(staged)"
-    ;;
-esac
-say "done=$n"
-sync
-case $n in 1 | 2) systemctl --no-block reboot ;; *) systemctl --no-block poweroff ;; esac
-`
 
 interface InstallJson {
   digest: string
@@ -157,29 +81,7 @@ test(
     // --- the tree: the corpus, the test kernel, cfsboot's parts (prepare --fix), the test unit ---
     let t0 = Date.now()
     const tree = join(work, 'tree')
-    execFileSync('cp', ['-a', CORPUS, tree])
-    const kdir = join(tree, 'usr', 'lib', 'modules', kernel.kver)
-    cpSync(kernel.kmoddir, kdir, {recursive: true})
-    copyFileSync(kernel.vmlinuz, join(kdir, 'vmlinuz'))
-    mkdirSync(join(tree, 'etc', 'cfsboot'), {recursive: true})
-    // No verity line: require is the default.
-    const conf = join(tree, 'etc', 'cfsboot', 'cfsboot.conf')
-    writeFileSync(conf, `[boot]\nkernel-args = ${KERNEL_ARGS}\n`)
-    writeFileSync(join(tree, 'etc', 'hostname'), 'cfsboot-device\n')
-    writeFileSync(join(tree, 'etc', 'systemd', 'system', 'cfsboot-vmtest.service'), UNIT)
-    const wants = join(tree, 'etc', 'systemd', 'system', 'multi-user.target.wants')
-    mkdirSync(wants, {recursive: true})
-    symlinkSync('/etc/systemd/system/cfsboot-vmtest.service', join(wants, 'cfsboot-vmtest.service'))
-    const version = (v: string): void => {
-      mkdirSync(join(tree, 'usr', 'share', 'cfsboot-vmtest'), {recursive: true})
-      // Over 64 bytes: an object, different in v2 (a v2-only object for gc to free).
-      writeFileSync(
-        join(tree, 'usr', 'share', 'cfsboot-vmtest', 'version'),
-        `${v}\n` + `version ${v}\n`.repeat(10),
-      )
-    }
-    version('1')
-    cli(['prepare', tree, '--fix', '--add-drivers', 'virtio_blk'])
+    const conf = makeDeviceTree(tree, kernel, env)
     step('tree + prepare --fix', t0)
 
     // --- images ----------------------------------------------------------------------------------
@@ -192,7 +94,7 @@ test(
       return {image, objects, digest}
     }
     const v1 = build('1')
-    version('2')
+    setVersion(tree, '2')
     const v2 = build('2')
     const v1Objects = objectSet(v1.objects)
     const v2Only = [...objectSet(v2.objects)].filter((o) => !v1Objects.has(o))
@@ -239,7 +141,7 @@ test(
         copyFileSync(join(v2.objects, o), join(dir, 'objects', o))
       }
       writeFileSync(join(dir, 'v2.digest'), v2.digest)
-      writeFileSync(join(dir, 'run.sh'), SCRIPT)
+      writeFileSync(join(dir, 'run.sh'), VMTEST_SCRIPT)
     })
     // The same disk with its entry switched to verity=maybe: the reference time.
     const maybePath = join(work, 'disk-maybe.img')
@@ -306,7 +208,7 @@ test(
         assert.equal(l.get('record-verity'), 'require')
         assert.equal(l.get('overlay-verity'), 'require')
         // `starting` while this test unit's own job runs; `degraded` would mean a failed unit.
-      assert.notEqual(l.get('state'), 'degraded')
+        assert.notEqual(l.get('state'), 'degraded')
         assert.equal(l.get('health'), 'good')
         assert.equal(l.get('deploy-exit'), '0', out(vm))
         assert.doesNotMatch(out(vm), /\.pwd\.lock/, 'a lock file is not an /etc conflict')
