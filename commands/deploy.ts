@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base.js'
 import {progressBar} from '../cli/progress.js'
-import {lockFlags, resolveSysroot, sysrootFlags} from '../cli/sysroot-flags.js'
+import {lockFlags, sysrootFlags, withSysroot} from '../cli/sysroot-flags.js'
 import {ukiFlags, ukiFromFlags} from '../cli/uki-flags.js'
 import {deploy, DeployResult} from '../src/deploy/deploy.js'
 
@@ -37,22 +37,23 @@ entry counts its boot tries ([boot] tries, default 3): unless the booted system 
 
   async run(): Promise<DeployResult> {
     const {args, flags} = await this.parse(Deploy)
-    const {paths, config} = await resolveSysroot(flags)
     const progress = progressBar(!this.jsonEnabled() && process.stderr.isTTY === true)
     try {
-      const r = await deploy({
-        paths,
-        config,
-        image: args.image,
-        ...(flags.objects !== undefined && {objects: flags.objects}),
-        lockTimeout: flags['lock-timeout'],
-        ...(ukiFromFlags(flags) && {uki: ukiFromFlags(flags)!}),
-        onProgress: (phase, done, total) => progress.update(phase, done, total),
-        // With --lock-timeout 0 there is no waiting: the one error line says it all.
-        ...(flags['lock-timeout'] > 0 && {
-          onWait: () => this.logToStderr('waiting for another cfsboot command to finish…'),
+      const r = await withSysroot(flags, 'write', ({paths, config}) =>
+        deploy({
+          paths,
+          config,
+          image: args.image,
+          ...(flags.objects !== undefined && {objects: flags.objects}),
+          lockTimeout: flags['lock-timeout'],
+          ...(ukiFromFlags(flags) && {uki: ukiFromFlags(flags)!}),
+          onProgress: (phase, done, total) => progress.update(phase, done, total),
+          // With --lock-timeout 0 there is no waiting: the one error line says it all.
+          ...(flags['lock-timeout'] > 0 && {
+            onWait: () => this.logToStderr('waiting for another cfsboot command to finish…'),
+          }),
         }),
-      })
+      )
       progress.stop()
       this.log(
         r.existing

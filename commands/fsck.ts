@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base.js'
 import {progressBar} from '../cli/progress.js'
-import {lockFlags, resolveSysroot, sysrootFlags} from '../cli/sysroot-flags.js'
+import {lockFlags, sysrootFlags, withSysroot} from '../cli/sysroot-flags.js'
 import {fsck, FsckResult} from '../src/deploy/fsck.js'
 import {ExitCode} from '../src/errors.js'
 
@@ -19,12 +19,14 @@ export default class Fsck extends BaseCommand {
   async run(): Promise<FsckResult> {
     const {flags} = await this.parse(Fsck)
     const progress = progressBar(!this.jsonEnabled() && process.stderr.isTTY === true)
-    const r = await fsck({
-      ...(await resolveSysroot(flags)),
-      repair: flags.repair,
-      lockTimeout: flags['lock-timeout'],
-      onProgress: (done, total) => progress.update('objects', done, total),
-    })
+    const r = await withSysroot(flags, 'write', (t) =>
+      fsck({
+        ...t,
+        repair: flags.repair,
+        lockTimeout: flags['lock-timeout'],
+        onProgress: (done, total) => progress.update('objects', done, total),
+      }),
+    )
     progress.stop()
     for (const d of r.damage)
       this.logToStderr(`damage: ${d.kind} ${d.path}: ${d.problem}${d.repaired ? ' (removed)' : ''}`)

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base.js'
-import {lockFlags, resolveSysroot, sysrootFlags} from '../cli/sysroot-flags.js'
+import {lockFlags, sysrootFlags, withSysroot} from '../cli/sysroot-flags.js'
 import {gc, GcResult} from '../src/deploy/gc.js'
 
 export default class Gc extends BaseCommand {
@@ -20,11 +20,13 @@ cfsboot.conf's [gc] keep-rollback says (default 1), and every pinned one.`
 
   async run(): Promise<GcResult> {
     const {flags} = await this.parse(Gc)
-    const r = await gc({
-      ...(await resolveSysroot(flags)),
-      dryRun: flags['dry-run'],
-      lockTimeout: flags['lock-timeout'],
-    })
+    const r = await withSysroot(flags, 'write', (t) =>
+      gc({
+        ...t,
+        dryRun: flags['dry-run'],
+        lockTimeout: flags['lock-timeout'],
+      }),
+    )
     const verb = r.dryRun ? 'would free' : 'freed'
     this.log(
       `${verb} ${r.bytes} bytes: ${r.deployments.removed.length} deployment(s), ${r.images} image(s), ${r.objects} object(s), ${r.kernels} kernel(s), ${r.entries} entr${r.entries === 1 ? 'y' : 'ies'}`,

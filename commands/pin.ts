@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base.js'
-import {lockFlags, resolveSysroot, sysrootFlags} from '../cli/sysroot-flags.js'
+import {lockFlags, sysrootFlags, withSysroot} from '../cli/sysroot-flags.js'
 import {setPinned} from '../src/deploy/pin.js'
 
 export default class Pin extends BaseCommand {
@@ -15,12 +15,14 @@ export default class Pin extends BaseCommand {
 
   async run(): Promise<{digest: string; pinned: boolean; changed: boolean}> {
     const {args, flags} = await this.parse(Pin)
-    const r = await setPinned({
-      ...(await resolveSysroot(flags)),
-      which: args.deployment,
-      pinned: true,
-      lockTimeout: flags['lock-timeout'],
-    })
+    const r = await withSysroot(flags, 'write', (t) =>
+      setPinned({
+        ...t,
+        which: args.deployment,
+        pinned: true,
+        lockTimeout: flags['lock-timeout'],
+      }),
+    )
     this.log(
       `${r.digest.slice(0, 12)} ${r.pinned ? 'pinned' : 'not pinned'}${r.changed ? '' : ' (unchanged)'}`,
     )

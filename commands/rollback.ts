@@ -1,5 +1,5 @@
 import {BaseCommand} from '../cli/base.js'
-import {lockFlags, resolveSysroot, sysrootFlags} from '../cli/sysroot-flags.js'
+import {lockFlags, sysrootFlags, withSysroot} from '../cli/sysroot-flags.js'
 import {rollback, RollbackResult} from '../src/deploy/rollback.js'
 
 export default class Rollback extends BaseCommand {
@@ -13,7 +13,7 @@ failed deployment (no boot tries left) is never the rollback target.`
 
   async run(): Promise<RollbackResult> {
     const {flags} = await this.parse(Rollback)
-    const r = await rollback({...(await resolveSysroot(flags)), lockTimeout: flags['lock-timeout']})
+    const r = await withSysroot(flags, 'write', (t) => rollback({...t, lockTimeout: flags['lock-timeout']}))
     this.log(`next boot: ${r.digest} (was ${r.previous.slice(0, 12)})`)
     return r
   }

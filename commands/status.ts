@@ -1,5 +1,5 @@
 import {BaseCommand} from '../cli/base.js'
-import {resolveSysroot, sysrootFlags} from '../cli/sysroot-flags.js'
+import {sysrootFlags, withSysroot} from '../cli/sysroot-flags.js'
 import {formatStatus, status, Status as StatusResult} from '../src/deploy/status.js'
 
 export default class Status extends BaseCommand {
@@ -15,7 +15,7 @@ output follows docs/schemas/status.json.`
 
   async run(): Promise<StatusResult> {
     const {flags} = await this.parse(Status)
-    const s = await status(await resolveSysroot(flags))
+    const s = await withSysroot(flags, 'read', (t) => status(t))
     if (!this.jsonEnabled()) process.stdout.write(formatStatus(s))
     return s
   }

@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base.js'
-import {lockFlags, resolveSysroot, sysrootFlags} from '../cli/sysroot-flags.js'
+import {lockFlags, sysrootFlags, withSysroot} from '../cli/sysroot-flags.js'
 import {undeploy} from '../src/deploy/undeploy.js'
 
 export default class Undeploy extends BaseCommand {
@@ -15,11 +15,13 @@ export default class Undeploy extends BaseCommand {
 
   async run(): Promise<{digest: string}> {
     const {args, flags} = await this.parse(Undeploy)
-    const r = await undeploy({
-      ...(await resolveSysroot(flags)),
-      which: args.deployment,
-      lockTimeout: flags['lock-timeout'],
-    })
+    const r = await withSysroot(flags, 'write', (t) =>
+      undeploy({
+        ...t,
+        which: args.deployment,
+        lockTimeout: flags['lock-timeout'],
+      }),
+    )
     this.log(`undeployed ${r.digest}`)
     return r
   }

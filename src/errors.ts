@@ -50,6 +50,7 @@ export const ERROR_CODES = {
     exit: ExitCode.Failure,
     meaning: 'install: interrupted by a signal; cleaned up, the target is incomplete',
   },
+  EDEBUGFS: {exit: ExitCode.Failure, meaning: 'debugfs failed while pre-sealing fs-verity on an install'},
   EUSAGE: {exit: ExitCode.Usage, meaning: 'flags that do not go together, or a missing one'},
   ENOTCONFIRMED: {exit: ExitCode.Usage, meaning: 'install: the erase was not confirmed; nothing was written'},
   EINVALID: {
@@ -83,11 +84,22 @@ export const ERROR_CODES = {
     meaning: 'install target refused: it holds data (--wipe overrides for disks)',
   },
   ETOOSMALL: {exit: ExitCode.BadInput, meaning: 'install target refused: too small for the image'},
+  EESPAMBIGUOUS: {
+    exit: ExitCode.BadInput,
+    meaning: "two ESPs hold cfsboot files or carry cfsboot's partition name; --boot-dir picks one",
+  },
+  ENOTDEVICE: {exit: ExitCode.BadInput, meaning: 'not a booted cfsboot system and no --sysroot given'},
   EDIGEST: {exit: ExitCode.Verification, meaning: 'a digest differs from the expected one'},
   EUNSUPPORTED: {
     exit: ExitCode.Unsupported,
     meaning: 'this machine cannot do it: a missing kernel feature or tool',
   },
+  ENOESP: {
+    exit: ExitCode.Unsupported,
+    meaning: 'deployment commands: no ESP (boot loader partition) found on the device',
+  },
+  EESPMOUNT: {exit: ExitCode.Unsupported, meaning: 'the ESP could not be mounted for the operation'},
+  EREADONLY: {exit: ExitCode.Unsupported, meaning: 'the physical root or the ESP is mounted read-only'},
   EDAMAGE: {exit: ExitCode.Damage, meaning: 'damage or missing data: objects are missing or corrupt'},
 } as const satisfies Record<string, {exit: ExitCodeValue; meaning: string}>
 

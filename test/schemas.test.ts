@@ -1,6 +1,7 @@
 // Every command that has --json publishes a schema in docs/schemas/, and what the commands print
 // matches it (the commands not exercised here are validated in their own suites: status, deploy,
-// gc, fsck in deploy.test; install in install.test; image info in image-commands.test).
+// gc, fsck in deploy.test; install in install.test; image info in image-commands.test; prepare
+// in prepare.test).
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
 import {existsSync, mkdirSync, readdirSync, readFileSync, statSync} from 'node:fs'
@@ -25,6 +26,7 @@ const SCHEMAS: Record<string, string> = {
   'install/to-filesystem': 'install',
   mount: 'mount',
   pin: 'pin',
+  prepare: 'prepare',
   rollback: 'rollback',
   status: 'status',
   umount: 'umount',

@@ -34,10 +34,10 @@ cfsboot_is_digest() {
     [ ${#1} -eq 64 ]
 }
 
-# cfsboot.verity=require|maybe|off, default maybe.
+# cfsboot.verity=require|maybe|off, default require (verified unless the entry says otherwise).
 cfsboot_policy() {
     _p=$(getarg cfsboot.verity=)
-    echo "${_p:-maybe}"
+    echo "${_p:-require}"
 }
 
 # The device node of the physical root (cfsboot.root=, default PARTLABEL=cfsboot-root).

@@ -11,7 +11,7 @@ import {InvalidInputError} from '../errors.js'
 import {runDracut} from '../system/dracut.js'
 
 /** The repository (or installed package) root: this file is dist/src/boot/initramfs.js. */
-const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
+export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
 export const DRACUT_MODULE_DIR = join(PACKAGE_ROOT, 'dracut', '90cfsboot')
 export const DRACUT_CONF = join(PACKAGE_ROOT, 'templates', 'dracut.conf.d', 'cfsboot.conf')
 

@@ -4,7 +4,7 @@
 //   keep-rollback = 1        deployments kept besides the booted, the default and the pinned ones
 //   [boot]
 //   kernel-args = quiet      extra kernel arguments for every entry
-//   verity = require         cfsboot.verity= for the initramfs: require | maybe | off
+//   verity = require         cfsboot.verity= for the initramfs: require (default) | maybe | off
 //   tries = 3                boot counting tries for a new deployment (0: no counting)
 //   [uki]
 //   key = /path/db.key       with cert: deploy writes signed unified kernel images (docs/trust.md)
@@ -36,7 +36,8 @@ export const DEFAULT_TRIES = 3
 export const DEFAULT_CONFIG_VALUES: Config = {
   keepRollback: 1,
   kernelArgs: [],
-  verity: 'maybe',
+  // Verified by default (as composefs-rs and bootc): every file's content is checked on open.
+  verity: 'require',
   tries: DEFAULT_TRIES,
   uki: null,
   health: {timeout: 90, onFailure: 'reboot'},

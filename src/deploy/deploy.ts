@@ -18,6 +18,8 @@ import {basename, dirname, join} from 'node:path'
 
 import {CfsError, DamageError, DigestMismatchError, InvalidInputError} from '../errors.js'
 import {ObjectStore, TEMP_PREFIX} from '../store/objects.js'
+import {requireFsverityTool} from '../system/fsverity.js'
+import {kernelHasFsVerity} from '../system/kernel.js'
 import {acquireLock} from '../system/lock.js'
 import {FsNode} from '../tree/node.js'
 import {forEachLimit} from '../util/concurrency.js'
@@ -57,6 +59,11 @@ export interface DeployOptions {
   uki?: {key: string; cert: string} | null
   /** Count the new entry's boot tries (default true; install's factory deployment does not). */
   countTries?: boolean
+  /**
+   * Enable fs-verity (or leave the seal-pending marker) on what this deploy adds (default true).
+   * An install passes false: it seals the whole store once itself (src/install/provision.ts).
+   */
+  seal?: boolean
 }
 
 export interface DeployResult {
@@ -72,8 +79,11 @@ export interface DeployResult {
   kernel: {version: string; dir: string}
   objects: {referenced: number; imported: number; present: number; bytesImported: number}
   etc: EtcMerge & {mergedFrom: string | null}
-  /** fs-verity on what this deploy added: enabled here, or left to the initramfs (seal-pending). */
-  verity: SealResult
+  /**
+   * fs-verity on what this deploy added: enabled here, or left to the initramfs (seal-pending);
+   * null when the caller seals (DeployOptions.seal false).
+   */
+  verity: SealResult | null
 }
 
 const OBJECT_PATH = /^[0-9a-f]{2}\/[0-9a-f]{62}$/
@@ -342,6 +352,8 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
       throw new InvalidInputError(`UKI signing ${what} ${file} cannot be read`)
     })
   }
+  if ((await kernelHasFsVerity()) !== false)
+    await requireFsverityTool('deploy enables fs-verity on the new image and objects')
   const lock = await acquireLock(paths.lock, {
     ...(opts.lockTimeout !== undefined && {timeout: opts.lockTimeout}),
     ...(opts.onWait && {onWait: opts.onWait}),
@@ -416,7 +428,7 @@ async function stageAndSwitch(opts: DeployOptions, img: LoadedImage, added: stri
   }
 
   // fs-verity on the new image and objects where this kernel can, else the first boot seals them.
-  const verity = await sealOrMark(paths, imgFile, missing)
+  const verity = (opts.seal ?? true) ? await sealOrMark(paths, imgFile, missing) : null
 
   const kernel = await installKernel(img, paths, [paths.objects], added)
 

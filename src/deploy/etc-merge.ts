@@ -6,13 +6,20 @@
 // so every change carries forward. Where the image itself changed a file the administrator had
 // also changed, the administrator's version still wins, and the path is reported as a conflict
 // (in the deploy output and deployment.json) instead of being silently lost either way.
+//
+// Not conflicts (nothing of the administrator's would be lost, or there is nothing to lose):
+//   - the file is the same in both images (two empty files included);
+//   - the administrator's file already has the new image's content;
+//   - an empty lock file (`.pwd.lock`, `*.lock`): shadow's lckpwdf and systemd-sysusers create
+//     /etc/.pwd.lock at boot, so it lands in the upper of every deployment that booted.
 
-import {lstat, mkdir, readdir} from 'node:fs/promises'
+import {lstat, mkdir, readdir, readFile, readlink} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {run} from '../system/exec.js'
 import {lookupPath} from '../tree/lookup.js'
 import {FsNode} from '../tree/node.js'
+import {fsverityDigest} from '../verity/merkle.js'
 
 export interface EtcMerge {
   carried: number
@@ -26,10 +33,31 @@ function sameFile(a: FsNode | null, b: FsNode | null): boolean {
   if (a.mode !== b.mode || a.uid !== b.uid || a.gid !== b.gid || a.size !== b.size) return false
   if (a.isSymlink()) return a.payload === b.payload
   if (a.isReg()) {
+    if (a.size === 0) return true
     if (a.content || b.content) return !!a.content && !!b.content && a.content.equals(b.content)
     return !!a.digest && !!b.digest && a.digest.equals(b.digest)
   }
   return a.rdev === b.rdev
+}
+
+/** Largest /etc file compared by content against the new image (bigger: reported as before). */
+export const MAX_COMPARED_ETC_FILE = 16 * 1024 * 1024
+
+const isLockName = (rel: string): boolean => /(^|\/)(\.pwd\.lock|[^/]+\.lock)$/.test(rel)
+
+/** Whether the administrator's file (in the upper) is what the new image has at that path. */
+async function upperMatches(file: string, rel: string, node: FsNode | null): Promise<boolean> {
+  const st = await lstat(file)
+  if (st.isFile() && st.size === 0 && isLockName(rel)) return true
+  if (!node) return false
+  const n = node.target()
+  if (st.isSymbolicLink()) return n.isSymlink() && n.payload === (await readlink(file))
+  if (!st.isFile() || !n.isReg() || st.size !== n.size || st.size > MAX_COMPARED_ETC_FILE) return false
+  if ((st.mode & 0o7777) !== (n.mode & 0o7777) || st.uid !== n.uid || st.gid !== n.gid) return false
+  if (st.size === 0) return true
+  const data = await readFile(file)
+  if (n.content) return n.content.equals(data)
+  return !!n.digest && n.digest.equals(fsverityDigest(data))
 }
 
 /** Relative paths of everything below `dir` except directories (files, symlinks, whiteouts). */
@@ -62,10 +90,13 @@ export async function carryEtc(opts: {
     what: 'copying /etc changes',
   })
   const paths = await listNonDirs(opts.toUpper)
-  const conflicts = paths.filter((rel) => {
+  const conflicts: string[] = []
+  for (const rel of paths) {
     const before = opts.oldRoot ? lookupPath(opts.oldRoot, `/etc/${rel}`, false) : null
     const after = lookupPath(opts.newRoot, `/etc/${rel}`, false)
-    return !sameFile(before, after)
-  })
+    if (sameFile(before, after)) continue
+    if (await upperMatches(join(opts.toUpper, rel), rel, after)) continue
+    conflicts.push(rel)
+  }
   return {carried: paths.length, conflicts: conflicts.map((rel) => `/etc/${rel}`)}
 }

@@ -22,8 +22,12 @@ import {writeFileAtomic} from '../util/fs.js'
 export const SEAL_PENDING = 'composefs/seal-pending'
 
 export interface SealResult {
-  /** `enabled`: the installer enabled fs-verity on the image and every object. */
-  state: 'enabled' | 'seal-pending'
+  /**
+   * `enabled`: this kernel enabled fs-verity on the image and every object; `presealed`: install
+   * to-disk wrote the fs-verity metadata itself and set the inode flags (src/install/preseal.ts);
+   * `seal-pending`: left to the first boot.
+   */
+  state: 'enabled' | 'presealed' | 'seal-pending'
   /** Files fs-verity was enabled on (image + objects), 0 when sealing is left to the first boot. */
   files: number
   /** Why the installer could not enable it (null when it did). */

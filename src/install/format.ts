@@ -14,9 +14,9 @@ export function formatInstall(r: InstallResult): string {
     `  boot entry ${r.deployment.entry} (generation ${r.deployment.generation}), kernel ${r.deployment.kernel.version}`,
   )
   lines.push(
-    r.verity.state === 'enabled'
-      ? `  fs-verity enabled on ${r.verity.files} file(s)`
-      : `  fs-verity: sealed on first boot (${SEAL_PENDING}); ${r.verity.reason}`,
+    r.verity.state === 'seal-pending'
+      ? `  fs-verity: sealed on first boot (${SEAL_PENDING}); ${r.verity.reason}`
+      : `  fs-verity enabled on ${r.verity.files} file(s)${r.verity.state === 'presealed' ? ' (metadata written by the installer)' : ''}`,
   )
   if (r.bootLoader) lines.push(`  systemd-boot from ${r.bootLoader.source} (${r.bootLoader.installedBy})`)
   return lines.join('\n')

@@ -7,16 +7,8 @@
 // The root's GPT name is what the boot contract's default `cfsboot.root=PARTLABEL=cfsboot-root`
 // finds (docs/boot.md), so an installed disk boots without any root= argument.
 
+import {ESP_PARTLABEL, ESP_TYPE_GUID, LINUX_FS_TYPE_GUID, ROOT_PARTLABEL} from '../boot/contract.js'
 import {InvalidInputError} from '../errors.js'
-
-export const ESP_TYPE_GUID = 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B'
-/** "Linux filesystem data". */
-export const LINUX_FS_TYPE_GUID = '0FC63DAF-8483-4772-8E79-3D69D8477DE4'
-export const ESP_PARTLABEL = 'cfsboot-esp'
-export const ROOT_PARTLABEL = 'cfsboot-root'
-export const ROOT_FS_LABEL = 'cfsboot-root'
-/** FAT labels are 11 upper-case characters at most. */
-export const ESP_FS_LABEL = 'CFSBOOT-ESP'
 
 const MiB = 1024 * 1024
 export const DEFAULT_ESP_SIZE = 256 * MiB

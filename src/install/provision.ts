@@ -15,6 +15,7 @@ import {DamageError, InvalidInputError} from '../errors.js'
 import {lookupPath} from '../tree/lookup.js'
 import {BootLoaderResult, installBootLoader} from './esp.js'
 import {SealResult, sealOrMark} from '../deploy/seal.js'
+import {PresealPlan, writeVerityMetadata} from './preseal.js'
 import {InstallResult} from './result.js'
 
 /** Where an image keeps the configuration its own deploys will use. */
@@ -96,8 +97,11 @@ export async function installConfig(facts: ImageFacts, file?: string): Promise<I
 
 export interface ProvisionResult {
   deploy: DeployResult
+  /** For `preseal`: what the metadata step did; the caller finishes with setVerityFlags(). */
   verity: SealResult
   bootLoader: BootLoaderResult | null
+  /** The files waiting for their inode flags (preseal only), else null. */
+  preseal: PresealPlan | null
 }
 
 /** Fills an empty physical root and boot directory with the first deployment. */
@@ -107,6 +111,13 @@ export async function provision(opts: {
   facts: ImageFacts
   config: Config
   bootLoader: boolean
+  /**
+   * How the store gets fs-verity, done once for the whole install (deploy itself does not seal):
+   * `kernel` enables it with this kernel or leaves the seal-pending marker (src/deploy/seal.ts);
+   * `preseal` writes the metadata for src/install/preseal.ts, for a root the caller made and
+   * will unmount.
+   */
+  seal: 'kernel' | 'preseal'
   /** Sign UKIs and systemd-boot with this (default: the configuration's [uki]). */
   uki?: {key: string; cert: string}
   onProgress?: (phase: string, done: number, total: number) => void
@@ -123,13 +134,28 @@ export async function provision(opts: {
     uki,
     // The factory deployment is not counted: there is nothing to fall back to.
     countTries: false,
+    seal: false,
     ...(opts.onProgress && {onProgress: opts.onProgress}),
   })
-  const verity = await sealOrMark(paths, imagePath(paths, result.digest), opts.facts.objects, (done, total) =>
-    opts.onProgress?.('fs-verity', done, total),
-  )
+  // Last: pre-sealed files read back their metadata too until their flags are set.
   const bootLoader = opts.bootLoader ? await installBootLoader(opts.bootDir, uki ?? undefined) : null
-  return {deploy: result, verity, bootLoader}
+  const image = imagePath(paths, result.digest)
+  const progress = (done: number, total: number): void => opts.onProgress?.('fs-verity', done, total)
+  if (opts.seal === 'preseal') {
+    const files = [{path: image, digest: result.digest}]
+    for (const r of new Set(opts.facts.objects.map((o) => o.path))) {
+      files.push({path: join(paths.objects, r), digest: r.replace('/', '')})
+    }
+    const preseal = writeVerityMetadata(opts.sysroot, files, progress)
+    return {
+      deploy: result,
+      verity: {state: 'presealed', files: files.length, reason: null},
+      bootLoader,
+      preseal,
+    }
+  }
+  const verity = await sealOrMark(paths, image, opts.facts.objects, progress)
+  return {deploy: result, verity, bootLoader, preseal: null}
 }
 
 /** The part of an install's result that both methods report the same way. */

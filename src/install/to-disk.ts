@@ -4,7 +4,8 @@
 //   checks (preflight.ts) ─► show what will be erased ─► confirm
 //   ─► GPT: cfsboot-esp + cfsboot-root (sfdisk) ─► mkfs.ext4 -O verity on the root
 //   ─► mount the root; deploy the image into it with a temporary directory as the boot dir
-//   ─► fs-verity, or the seal-pending marker ─► unmount
+//   ─► fs-verity metadata written past each file's data (preseal.ts) ─► unmount
+//   ─► one debugfs run sets each file's size and EXT4_VERITY_FL: the store is sealed
 //   ─► mkfs.vfat on the ESP and copy the boot dir into it with mtools (no vfat mount needed)
 //
 // Nothing is written before every check has passed and the caller confirmed. Whatever happens
@@ -15,6 +16,14 @@ import {mkdir, mkdtemp, rm, stat} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
+import {
+  ESP_FS_LABEL,
+  ESP_PARTLABEL,
+  ESP_TYPE_GUID,
+  LINUX_FS_TYPE_GUID,
+  ROOT_FS_LABEL,
+  ROOT_PARTLABEL,
+} from '../boot/contract.js'
 import {CfsError} from '../errors.js'
 import {
   attachLoop,
@@ -31,6 +40,7 @@ import {
   writePartitionTable,
 } from '../system/disk.js'
 import {FatTarget, makeFat, writeDirToFat} from '../system/fat.js'
+import {setVerityFlags} from './preseal.js'
 import {findSystemdBoot} from './esp.js'
 import {
   checkEspFits,
@@ -41,20 +51,7 @@ import {
   preflightDisk,
 } from './preflight.js'
 import {checkImage, ImageFacts, installConfig, provision, provisionSummary} from './provision.js'
-import {
-  diskBytesNeeded,
-  ESP_FS_LABEL,
-  ESP_PARTLABEL,
-  ESP_TYPE_GUID,
-  formatBytes,
-  Layout,
-  LINUX_FS_TYPE_GUID,
-  planLayout,
-  ROOT_FS_LABEL,
-  ROOT_PARTLABEL,
-  rootBytesNeeded,
-  sfdiskScript,
-} from './partition.js'
+import {diskBytesNeeded, formatBytes, Layout, planLayout, rootBytesNeeded, sfdiskScript} from './partition.js'
 import {ErasedPartition, InstallResult} from './result.js'
 
 export interface ToDiskOptions {
@@ -179,15 +176,17 @@ async function writeDisk(
       facts,
       config,
       bootLoader: true,
+      // This command made the filesystem: it seals the store itself, whatever this kernel has.
+      seal: 'preseal',
       ...(opts.uki && {uki: opts.uki}),
     })
-    log(
-      p.verity.state === 'enabled'
-        ? `fs-verity enabled on ${p.verity.files} file(s)`
-        : `fs-verity not enabled (${p.verity.reason}); the first boot seals the deployment`,
-    )
     await unmount(rootMount)
     mounted = false
+    const t0 = Date.now()
+    const verity = await setVerityFlags(rootPart!.node, p.preseal!)
+    log(
+      `fs-verity metadata written and enabled on ${verity.files} file(s) (inode flags set in ${Date.now() - t0} ms)`,
+    )
 
     log(`making FAT32 on ${espPart!.node} and copying the boot files`)
     const fat: FatTarget = {path: dev.path, offset: layout.esp.offset}
@@ -220,7 +219,7 @@ async function writeDisk(
       ],
       sysroot: null,
       bootDir: null,
-      ...provisionSummary(p, facts, cfg),
+      ...provisionSummary({...p, verity}, facts, cfg),
     }
   } finally {
     if (mounted) await unmount(rootMount).catch(() => undefined)

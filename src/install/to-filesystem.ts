@@ -38,6 +38,8 @@ export async function installToFilesystem(opts: ToFilesystemOptions): Promise<In
     facts,
     config,
     bootLoader: opts.bootLoader ?? true,
+    // A mounted target: debugfs cannot change it, so this kernel seals or the first boot does.
+    seal: 'kernel',
     ...(opts.uki && {uki: opts.uki}),
   })
   log(

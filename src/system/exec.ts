@@ -18,6 +18,10 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   'fsck.erofs': 'erofs-utils',
   'mkfs.erofs': 'erofs-utils',
   flock: 'util-linux',
+  lsinitrd: 'dracut-core',
+  depmod: 'kmod',
+  chroot: 'coreutils',
+  npm: 'npm',
 }
 
 export interface RunOptions {

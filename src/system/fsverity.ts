@@ -2,7 +2,8 @@
 // `fsverity` tool of fsverity-utils: Node cannot issue these ioctls itself. The user-space
 // digest (the same number, computed by reading the file) lives in src/verity/.
 
-import {run} from './exec.js'
+import {UnsupportedError} from '../errors.js'
+import {run, which} from './exec.js'
 
 const MEASURE_RE = /^sha256:([0-9a-f]{64}) /
 
@@ -20,6 +21,21 @@ export async function measureVerity(path: string): Promise<Buffer | null> {
   } catch {
     return null
   }
+}
+
+/**
+ * Refuses up front when the `fsverity` tool is missing on a machine whose kernel can (or may)
+ * enable fs-verity: there `deploy` must enable it on what it imports, and finding out halfway
+ * would mean undoing the import. A device image needs the Debian package fsverity.
+ */
+export async function requireFsverityTool(why: string): Promise<void> {
+  if (await which('fsverity')) return
+  throw new UnsupportedError(
+    `fsverity is not installed (Debian package fsverity; fsverity-utils elsewhere): ${why}`,
+    {
+      tool: 'fsverity',
+    },
+  )
 }
 
 /** Turns on fs-verity for a file (it becomes read-only for good). Throws a one-line error. */

@@ -8,6 +8,8 @@ export interface MountInfoEntry {
   /** "major:minor" of the filesystem's superblock. */
   devno: string
   mountPoint: string
+  /** Per-mount options (ro/rw first). */
+  options: string
   fsType: string
   source: string
   superOptions: string
@@ -29,6 +31,7 @@ export function parseMountInfo(text: string): MountInfoEntry[] {
     out.push({
       devno: f[2]!,
       mountPoint: unescapeMount(f[4]!),
+      options: f[5]!,
       fsType: f[sep + 1]!,
       source: unescapeMount(f[sep + 2]!),
       superOptions: f[sep + 3]!,

@@ -46,6 +46,17 @@ export function sha256Latin1(data: Uint8Array): string {
  * does) gives the same root for files of more than 128 blocks.
  */
 export class MerkleLevels {
+  /**
+   * `onBlock`, when given, sees every finished hash block of this level and the levels above
+   * (level 0: the block of data-block hashes; the block is reused afterwards: copy it to keep
+   * it). That is the whole Merkle tree as fs-verity stores it, for writing the tree oneself
+   * (src/verity/tree.ts); without it, nothing is kept.
+   */
+  constructor(
+    private readonly onBlock?: (level: number, block: Buffer) => void,
+    private readonly level = 0,
+  ) {}
+
   private readonly block = Buffer.alloc(BLOCK_SIZE)
   /** Bytes of `block` in use, not counting `pending`. */
   private fill = 0
@@ -92,7 +103,8 @@ export class MerkleLevels {
 
   /** The block is full: its hash goes to the level above. */
   private pushBlock(): void {
-    this.parent ??= new MerkleLevels()
+    this.parent ??= new MerkleLevels(this.onBlock, this.level + 1)
+    this.onBlock?.(this.level, this.block)
     this.parent.addHashOf(this.block)
     this.fill = 0
   }
@@ -116,7 +128,19 @@ export class MerkleLevels {
 
 /** The fs-verity digest of a file of `dataSize` bytes whose Merkle root hash is `rootHash`. */
 export function descriptorDigest(dataSize: number, rootHash: Uint8Array): Buffer {
-  const d = descriptor
+  return hash('sha256', fillDescriptor(descriptor, dataSize, rootHash), 'buffer')
+}
+
+/**
+ * The 256-byte `struct fsverity_descriptor` (include/uapi/linux/fsverity.h) of a file of
+ * `dataSize` bytes whose Merkle root hash is `rootHash`: the bytes whose SHA-256 is the digest,
+ * and what a filesystem stores beside the tree.
+ */
+export function fsverityDescriptor(dataSize: number, rootHash: Uint8Array): Buffer {
+  return fillDescriptor(Buffer.alloc(DESCRIPTOR_SIZE), dataSize, rootHash)
+}
+
+function fillDescriptor(d: Buffer, dataSize: number, rootHash: Uint8Array): Buffer {
   d[0] = FS_VERITY_VERSION
   d[1] = FS_VERITY_HASH_ALG_SHA256
   d[2] = LOG_BLOCK_SIZE
@@ -125,7 +149,7 @@ export function descriptorDigest(dataSize: number, rootHash: Uint8Array): Buffer
   d.writeUInt32LE(Math.floor(dataSize / 0x100000000), 12)
   d.set(rootHash.subarray(0, HASH_SIZE), 16) // a 64-byte field: the rest stays zero
   // salt (32 bytes) and the reserved tail (144 bytes) stay zero
-  return hash('sha256', d, 'buffer')
+  return d
 }
 
 /**
@@ -136,8 +160,13 @@ export class FsVerityHasher {
   private readonly partial = Buffer.alloc(BLOCK_SIZE)
   private partialFill = 0
   private size = 0
-  private readonly level1 = new MerkleLevels()
+  private readonly level1: MerkleLevels
   private done = false
+
+  /** `onTreeBlock`: see MerkleLevels (every hash block of the tree, level 0 first). */
+  constructor(onTreeBlock?: (level: number, block: Buffer) => void) {
+    this.level1 = new MerkleLevels(onTreeBlock)
+  }
 
   update(chunk: Uint8Array): void {
     if (this.done) throw new Error('FsVerityHasher: update() after digest()')
@@ -163,13 +192,22 @@ export class FsVerityHasher {
 
   /** The 32-byte digest. The hasher cannot be updated afterwards. */
   digest(): Buffer {
-    if (this.done) throw new Error('FsVerityHasher: digest() called twice')
+    return descriptorDigest(this.size, this.root())
+  }
+
+  /** The data size and Merkle root hash (what the descriptor holds). Ends the hasher as digest() does. */
+  finish(): {size: number; rootHash: Buffer} {
+    return {size: this.size, rootHash: this.root()}
+  }
+
+  private root(): Buffer {
+    if (this.done) throw new Error('FsVerityHasher: finished twice')
     this.done = true
     if (this.partialFill > 0) {
       this.partial.fill(0, this.partialFill)
       this.level1.addHashOf(this.partial)
     }
-    return descriptorDigest(this.size, this.level1.finish())
+    return this.level1.finish()
   }
 }
 

@@ -3,6 +3,8 @@
 #
 #   test/helpers/corpus.sh debian-minbase   # ~206 MB, ~6,800 entries, ~25 s
 #   test/helpers/corpus.sh debian-large     # ~1.9 GB, ~32,000 entries, ~2 min
+#   test/helpers/corpus.sh debian-systemd   # ~280 MB: minbase + systemd as init and fsverity,
+#                                           # the real distribution test/device-vm.test.ts boots
 #
 # The tree lands in $CFSBOOT_CORPUS_DIR/NAME (default /var/cache/cfsboot-test/NAME) and
 # the script prints that path. It is idempotent: a finished tree is never rebuilt. The tree
@@ -11,18 +13,19 @@
 # Needs root (debootstrap).
 set -euo pipefail
 
-name=${1:?usage: corpus.sh debian-minbase|debian-large}
+name=${1:?usage: corpus.sh debian-minbase|debian-large|debian-systemd}
 cache=${CFSBOOT_CORPUS_DIR:-/var/cache/cfsboot-test}
 target=$cache/$name
 suite=bookworm
 
 case $name in
   debian-minbase) include= ;;
+  debian-systemd) include=systemd-sysv,udev,kmod,fsverity ;;
   debian-large)
     include=systemd,systemd-sysv,udev,python3,perl,gcc,g++,vim,git,openssh-server,iproute2,kmod,linux-image-amd64,python3-numpy,libreoffice-core
     ;;
   *)
-    echo "corpus.sh: unknown corpus '$name' (known: debian-minbase, debian-large)" >&2
+    echo "corpus.sh: unknown corpus '$name' (known: debian-minbase, debian-large, debian-systemd)" >&2
     exit 2
     ;;
 esac

@@ -168,6 +168,10 @@ export const ReaderDefaults = Object.freeze({
   maxFileSize: Limits.maxFileSize,
 })
 
+/** Limits the reader enforces (defaults and their reasons: ReaderDefaults above); callers
+ * may lower (or raise) them through the reader's `ReadOptions.limits`. */
+export type ReaderLimits = {[K in keyof typeof ReaderDefaults]: number}
+
 export const OVERLAY_PREFIX = 'trusted.overlay.'
 export const OVERLAY_ESCAPE_PREFIX = 'trusted.overlay.overlay.'
 export const OverlayXattr = {

@@ -13,8 +13,8 @@ import {
   XATTR_PREFIXES,
 } from './layout.js'
 import {noNul} from './read-data.js'
-import type {ReaderLimits} from './reader.js'
 import {putXattr} from './xattr-space.js'
+import type {ReaderLimits} from './layout.js'
 
 /** Reads xattrs for one image; counts them against the whole tree's limit. */
 export class XattrReader {

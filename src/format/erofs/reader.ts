@@ -35,6 +35,7 @@ import {
   I_VERSION_BIT,
   Layout,
   ReaderDefaults,
+  type ReaderLimits,
   SLOT_BITS,
   SUPER_OFFSET,
   SUPER_SIZE,
@@ -44,12 +45,10 @@ import {
 import {DataLocator, type DirEntry, noNul, readDirectory} from './read-data.js'
 import {XattrReader} from './read-xattrs.js'
 
-export {MAX_COMPOSEFS_VERSION, readImageInfo} from './image-header.js'
+export {readImageInfo} from './image-header.js'
 export type {ImageInfo} from './image-header.js'
 
-/** Limits the reader enforces (defaults and their reasons: ReaderDefaults in layout.ts); callers
- * may lower (or raise) them through `ReadOptions.limits`. */
-export type ReaderLimits = {[K in keyof typeof ReaderDefaults]: number}
+export type {ReaderLimits} from './layout.js'
 
 /** The reader's default limits (their values and reasons are in layout.ts). */
 export const DEFAULT_READER_LIMITS: Readonly<ReaderLimits> = ReaderDefaults
