@@ -128,7 +128,7 @@ test('checks judge facts: a ready tree passes; a wrong initramfs flavour or an o
     tmp: 'tmp.mount',
     tmpMountUnit: '/usr/share/systemd/tmp.mount',
     health: {program: true, unit: true, enabled: true},
-    cfsboot: {version: '0.1.0', wrapper: true, dependencies: true},
+    cfsboot: {version: '0.1.0', ours: '0.1.0', wrapper: true, dependencies: true},
   }
   assert.ok(runChecks(facts).every((c) => c.ok))
   assert.ok(runChecks(facts, 'shell').every((c) => c.ok))
@@ -150,6 +150,10 @@ test('checks judge facts: a ready tree passes; a wrong initramfs flavour or an o
     (c) => c.id === 'health',
   )!
   assert.deepEqual([noHealthUnit.ok, noHealthUnit.remedy], [false, 'fix'])
+  const older = runChecks({...facts, cfsboot: {...facts.cfsboot, version: '0.0.9'}}).find(
+    (c) => c.id === 'cfsboot',
+  )!
+  assert.deepEqual([older.ok, older.remedy], [false, 'fix'])
   // Without systemd the program alone is enough (another init starts it).
   assert.ok(
     runChecks({...facts, systemd: false, health: {program: true, unit: false, enabled: false}}).every(

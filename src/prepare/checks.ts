@@ -100,6 +100,8 @@ function healthCheck(f: TreeFacts): PrepareCheck {
 function cfsbootCheck(f: TreeFacts): PrepareCheck {
   const c = f.cfsboot
   if (!c.version) return fixable('cfsboot', 'cfsboot is not installed in /usr/lib/cfsboot')
+  if (c.version !== c.ours)
+    return fixable('cfsboot', `cfsboot ${c.version} in /usr/lib/cfsboot; this cfsboot is ${c.ours}`)
   if (!c.dependencies) return fixable('cfsboot', '/usr/lib/cfsboot has no node_modules')
   if (!c.wrapper) return fixable('cfsboot', 'no /usr/bin/cfsboot')
   return ok('cfsboot', `cfsboot ${c.version} in /usr/lib/cfsboot`)
