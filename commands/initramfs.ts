@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 
-import {buildInitramfs, InitramfsResult} from '../src/boot/initramfs.js'
+import {buildInitramfs, Flavour, FLAVOURS, InitramfsResult} from '../src/boot/initramfs.js'
 import {BaseCommand} from '../cli/base.js'
 
 export default class Initramfs extends BaseCommand {
@@ -9,11 +9,13 @@ export default class Initramfs extends BaseCommand {
 The initramfs is generic (not host-only) and reads no host dracut configuration: it mounts the
 image named by cfsboot.digest= on the kernel command line (docs/boot.md). Put it into the
 image as /usr/lib/modules/KVER/initramfs.img. --kmoddir builds for a kernel that is not
-installed (its lib/modules/KVER directory, depmod'ed).`
+installed (its lib/modules/KVER directory, depmod'ed). --flavour systemd builds an initramfs that
+runs systemd, where cfsboot-setup-root.service mounts the root before initrd-root-fs.target.`
 
   static override examples = [
     '<%= config.bin %> initramfs -o rootfs/usr/lib/modules/$(uname -r)/initramfs.img',
     '<%= config.bin %> initramfs --kmoddir kernel/lib/modules/6.12.95+deb12-cloud-amd64 --add-drivers virtio_blk -o initramfs.img',
+    '<%= config.bin %> initramfs --flavour systemd -o initramfs.img',
   ]
 
   static override enableJsonFlag = true
@@ -27,6 +29,11 @@ installed (its lib/modules/KVER directory, depmod'ed).`
     'add-drivers': Flags.string({
       description: 'extra kernel drivers (space or comma separated)',
       multiple: true,
+    }),
+    flavour: Flags.string({
+      description: "the initramfs's init: dracut's shell init, or systemd (a unit mounts the root)",
+      options: [...FLAVOURS],
+      default: 'shell',
     }),
     'add-modules': Flags.string({
       description: 'extra dracut modules (space or comma separated)',
@@ -42,8 +49,11 @@ installed (its lib/modules/KVER directory, depmod'ed).`
       ...(flags.kmoddir !== undefined && {kmoddir: flags.kmoddir}),
       addDrivers: flags['add-drivers'] ?? [],
       addModules: flags['add-modules'] ?? [],
+      flavour: flags.flavour as Flavour,
     })
-    this.log(`${r.output}: initramfs for ${r.kver} (${r.bytes} bytes; dracut modules ${r.modules.join(' ')})`)
+    this.log(
+      `${r.output}: initramfs for ${r.kver}, ${r.flavour} flavour (${r.bytes} bytes; dracut modules ${r.modules.join(' ')})`,
+    )
     return r
   }
 }

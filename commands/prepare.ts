@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
+import {Flavour, FLAVOURS} from '../src/boot/initramfs.js'
 import {BaseCommand} from '../cli/base.js'
 import {ExitCode} from '../src/errors.js'
 import {formatPrepare, prepare, PrepareResult} from '../src/prepare/prepare.js'
@@ -30,6 +31,10 @@ while a check fails. The --json output follows docs/schemas/prepare.json.`
       description: 'extra kernel drivers for the initramfs --fix builds (space or comma separated)',
       multiple: true,
     }),
+    flavour: Flags.string({
+      description: 'init of the initramfs --fix builds (cfsboot initramfs --flavour)',
+      options: [...FLAVOURS],
+    }),
   }
 
   async run(): Promise<PrepareResult> {
@@ -39,6 +44,7 @@ while a check fails. The --json output follows docs/schemas/prepare.json.`
       fix: flags.fix,
       ...(flags.node !== undefined && {node: flags.node}),
       addDrivers: flags['add-drivers'] ?? [],
+      ...(flags.flavour !== undefined && {flavour: flags.flavour as Flavour}),
     })
     if (!this.jsonEnabled()) process.stdout.write(formatPrepare(r))
     if (!r.ok) process.exitCode = ExitCode.BadInput

@@ -19,7 +19,8 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {test} from 'node:test'
 
-import {nodeVersionOk} from '../src/prepare/checks.js'
+import {nodeVersionOk, runChecks} from '../src/prepare/checks.js'
+import {TreeFacts} from '../src/prepare/inspect.js'
 import {resolveInTree, whichInTree} from '../src/prepare/tree-path.js'
 import {REPO, RUN_JS, schemaErrors} from './helpers/sysroot.js'
 import {needRoot, needTool, run} from './helpers/tools.js'
@@ -105,6 +106,60 @@ test('node versions: 20.19 and later pass', () => {
   for (const v of ['v20.19.0', 'v20.20.2', 'v22.1.0', 'v24.0.0']) assert.ok(nodeVersionOk(v), v)
   for (const v of ['v18.19.0', 'v20.18.9', 'v12.0.0', 'garbage', null])
     assert.ok(!nodeVersionOk(v), String(v))
+})
+
+test('checks judge facts: a ready tree passes; a wrong initramfs flavour or an old node is fixable', () => {
+  const facts: TreeFacts = {
+    tree: '/t',
+    kernel: {
+      kver: '6.12',
+      dir: '/usr/lib/modules/6.12',
+      vmlinuz: true,
+      initramfs: true,
+      bootVmlinuz: null,
+      modulesDep: true,
+    },
+    initramfs: {cfsboot: true, flavour: 'shell'},
+    missingDirs: [],
+    node: {path: '/usr/local/bin/node', version: 'v20.19.1'},
+    missingTools: [],
+    systemd: true,
+    init: true,
+    tmp: 'tmp.mount',
+    tmpMountUnit: '/usr/share/systemd/tmp.mount',
+    health: {program: true, unit: true, enabled: true},
+    cfsboot: {version: '0.1.0', ours: '0.1.0', wrapper: true, dependencies: true},
+  }
+  assert.ok(runChecks(facts).every((c) => c.ok))
+  assert.ok(runChecks(facts, 'shell').every((c) => c.ok))
+  const sd = runChecks(facts, 'systemd').find((c) => c.id === 'initramfs')!
+  assert.deepEqual([sd.ok, sd.remedy], [false, 'fix'])
+  const old = runChecks({...facts, node: {path: '/usr/bin/node', version: 'v18.19.0'}}).find(
+    (c) => c.id === 'node',
+  )!
+  assert.deepEqual([old.ok, old.remedy], [false, 'fix'])
+  const noCfs = runChecks({...facts, initramfs: {cfsboot: false, flavour: null}}).find(
+    (c) => c.id === 'initramfs',
+  )!
+  assert.deepEqual([noCfs.ok, noCfs.remedy], [false, 'fix'])
+  const tools = runChecks({...facts, missingTools: ['losetup', 'flock', 'mount']}).find(
+    (c) => c.id === 'tools',
+  )!
+  assert.deepEqual(tools.packages, ['mount', 'util-linux'])
+  const noHealthUnit = runChecks({...facts, health: {program: true, unit: true, enabled: false}}).find(
+    (c) => c.id === 'health',
+  )!
+  assert.deepEqual([noHealthUnit.ok, noHealthUnit.remedy], [false, 'fix'])
+  const older = runChecks({...facts, cfsboot: {...facts.cfsboot, version: '0.0.9'}}).find(
+    (c) => c.id === 'cfsboot',
+  )!
+  assert.deepEqual([older.ok, older.remedy], [false, 'fix'])
+  // Without systemd the program alone is enough (another init starts it).
+  assert.ok(
+    runChecks({...facts, systemd: false, health: {program: true, unit: false, enabled: false}}).every(
+      (c) => c.ok,
+    ),
+  )
 })
 
 test(
@@ -211,5 +266,29 @@ test(
     const again = prepareJson(tree, '--fix')
     assert.equal(again.code, 0)
     assert.deepEqual(again.json.fixed, [])
+
+    // Asking for the systemd flavour: the shell-flavour initramfs no longer passes; --fix rebuilds it.
+    const wantSd = prepareJson(tree, '--flavour', 'systemd')
+    assert.equal(wantSd.code, 3)
+    assert.equal(check(wantSd.json, 'initramfs').remedy, 'fix')
+    const sd = prepareJson(tree, '--fix', '--flavour', 'systemd', '--add-drivers', 'virtio_blk')
+    assert.equal(sd.code, 0, sd.stderr)
+    assert.deepEqual(sd.json.fixed, ['initramfs'])
+    const sdListing = run('lsinitrd', [join(moddir, 'initramfs.img')])
+    assert.match(sdListing, /initrd-root-fs\.target\.requires\/cfsboot-setup-root\.service/)
+    assert.doesNotMatch(sdListing, /hooks\/mount\/90-cfsboot-mount\.sh/)
   },
 )
+
+test('initramfs: systemd modules need --flavour systemd; a bad flavour is a usage error', () => {
+  const out = join(tmpdir(), `cfsboot-initramfs-${process.pid}.img`)
+  const bad = spawnSync(process.execPath, [RUN_JS, 'initramfs', '--add-modules', 'systemd', '-o', out], {
+    encoding: 'utf8',
+  })
+  assert.equal(bad.status, 3, bad.stderr)
+  const flavour = spawnSync(process.execPath, [RUN_JS, 'initramfs', '--flavour', 'upstart', '-o', out], {
+    encoding: 'utf8',
+  })
+  assert.equal(flavour.status, 2)
+  assert.ok(!existsSync(out))
+})

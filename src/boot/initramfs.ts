@@ -15,8 +15,17 @@ export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..
 export const DRACUT_MODULE_DIR = join(PACKAGE_ROOT, 'dracut', '90cfsboot')
 export const DRACUT_CONF = join(PACKAGE_ROOT, 'templates', 'dracut.conf.d', 'cfsboot.conf')
 
-/** dracut modules every cfsboot initramfs has: dracut's shell init and ours. */
-export const BASE_MODULES = ['base', 'cfsboot']
+/**
+ * The init an initramfs runs, and the dracut modules that make it: dracut's shell init, or
+ * systemd (dracut's systemd, systemd-initrd and dracut-systemd modules), each with ours. The
+ * cfsboot module picks its mount hook or its systemd unit by which one is included.
+ */
+export const FLAVOURS = ['shell', 'systemd'] as const
+export type Flavour = (typeof FLAVOURS)[number]
+export const FLAVOUR_MODULES: Readonly<Record<Flavour, readonly string[]>> = {
+  shell: ['base', 'cfsboot'],
+  systemd: ['systemd', 'systemd-initrd', 'dracut-systemd', 'base', 'cfsboot'],
+}
 
 const NAME = /^[A-Za-z0-9._+-]{1,128}$/
 
@@ -30,12 +39,15 @@ export interface InitramfsOptions {
   addDrivers?: string[]
   /** Extra dracut modules. */
   addModules?: string[]
+  /** Default shell. */
+  flavour?: Flavour
 }
 
 export interface InitramfsResult {
   output: string
   kver: string
   kmoddir: string | null
+  flavour: Flavour
   modules: string[]
   drivers: string[]
   bytes: number
@@ -61,7 +73,16 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<InitramfsR
   const output = resolve(opts.output)
   const outDir = await stat(dirname(output)).catch(() => null)
   if (!outDir?.isDirectory()) throw new InvalidInputError(`${dirname(output)} is not a directory`)
-  const modules = [...BASE_MODULES, ...checkNames('--add-modules', opts.addModules ?? [])]
+  const flavour = opts.flavour ?? 'shell'
+  if (!FLAVOURS.includes(flavour))
+    throw new InvalidInputError(`flavour "${String(flavour).slice(0, 40)}" is not shell or systemd`)
+  const extra = checkNames('--add-modules', opts.addModules ?? [])
+  const modules = [...FLAVOUR_MODULES[flavour], ...extra.filter((m) => !FLAVOUR_MODULES[flavour].includes(m))]
+  if (
+    flavour === 'shell' &&
+    extra.some((m) => m === 'systemd' || m.startsWith('systemd-') || m === 'dracut-systemd')
+  )
+    throw new InvalidInputError('--add-modules: systemd modules need --flavour systemd')
   const drivers = checkNames('--add-drivers', opts.addDrivers ?? [])
   await runDracut({
     kver,
@@ -72,5 +93,5 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<InitramfsR
     drivers,
     conf: DRACUT_CONF,
   })
-  return {output, kver, kmoddir, modules, drivers, bytes: (await stat(output)).size}
+  return {output, kver, kmoddir, flavour, modules, drivers, bytes: (await stat(output)).size}
 }

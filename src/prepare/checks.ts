@@ -53,12 +53,17 @@ function kernelCheck(f: TreeFacts): PrepareCheck {
   return ok('kernel', `${k.dir}/vmlinuz`)
 }
 
-function initramfsCheck(f: TreeFacts): PrepareCheck {
+function initramfsCheck(f: TreeFacts, flavour: 'shell' | 'systemd' | undefined): PrepareCheck {
   const k = f.kernel
   if (!k) return install('initramfs', 'no kernel to build an initramfs for', ['linux-image-amd64'])
   if (!f.initramfs) return fixable('initramfs', `no ${k.dir}/initramfs.img`)
   if (!f.initramfs.cfsboot)
     return fixable('initramfs', `${k.dir}/initramfs.img has no cfsboot module (it cannot mount / by digest)`)
+  if (flavour && f.initramfs.flavour !== flavour)
+    return fixable(
+      'initramfs',
+      `${k.dir}/initramfs.img is the ${f.initramfs.flavour} flavour, not ${flavour}`,
+    )
   return ok('initramfs', `${k.dir}/initramfs.img with the cfsboot module (${f.initramfs.flavour} flavour)`)
 }
 
@@ -95,6 +100,8 @@ function healthCheck(f: TreeFacts): PrepareCheck {
 function cfsbootCheck(f: TreeFacts): PrepareCheck {
   const c = f.cfsboot
   if (!c.version) return fixable('cfsboot', 'cfsboot is not installed in /usr/lib/cfsboot')
+  if (c.version !== c.ours)
+    return fixable('cfsboot', `cfsboot ${c.version} in /usr/lib/cfsboot; this cfsboot is ${c.ours}`)
   if (!c.dependencies) return fixable('cfsboot', '/usr/lib/cfsboot has no node_modules')
   if (!c.wrapper) return fixable('cfsboot', 'no /usr/bin/cfsboot')
   return ok('cfsboot', `cfsboot ${c.version} in /usr/lib/cfsboot`)
@@ -106,14 +113,15 @@ function initCheck(f: TreeFacts): PrepareCheck {
   return install('init', 'no /sbin/init', ['systemd-sysv'], 'warning')
 }
 
-export function runChecks(f: TreeFacts): PrepareCheck[] {
+/** `flavour`: the initramfs flavour asked for (any when undefined). */
+export function runChecks(f: TreeFacts, flavour?: 'shell' | 'systemd'): PrepareCheck[] {
   const dirs: PrepareCheck =
     f.missingDirs.length === 0
       ? ok('directories', '/etc, /var, /sysroot')
       : fixable('directories', `missing: ${f.missingDirs.join(', ')}`)
   return [
     kernelCheck(f),
-    initramfsCheck(f),
+    initramfsCheck(f, flavour),
     dirs,
     nodeCheck(f),
     toolsCheck(f),

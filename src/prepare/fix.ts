@@ -6,7 +6,7 @@
 import {chmod, copyFile, cp, mkdir, readFile, rm, symlink} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 
-import {buildInitramfs, PACKAGE_ROOT} from '../boot/initramfs.js'
+import {buildInitramfs, Flavour, PACKAGE_ROOT} from '../boot/initramfs.js'
 import {InvalidInputError} from '../errors.js'
 import {depmodTree, hostNodeVersion, npmCiProduction} from '../system/tree-tools.js'
 import {writeFileAtomic} from '../util/fs.js'
@@ -44,6 +44,8 @@ export interface FixOptions {
   /** node binary to copy into the tree (default: the one running cfsboot). */
   node?: string
   addDrivers?: string[]
+  /** The initramfs's init (cfsboot initramfs --flavour); default shell. */
+  flavour?: Flavour
 }
 
 /** The host path of directory `path` inside the tree, created (0755) where missing. */
@@ -146,6 +148,7 @@ async function buildTreeInitramfs(tree: string, f: TreeFacts, opts: FixOptions):
     kmoddir,
     kver: k.kver,
     addDrivers: opts.addDrivers ?? [],
+    ...(opts.flavour && {flavour: opts.flavour}),
   })
 }
 

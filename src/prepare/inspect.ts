@@ -2,7 +2,9 @@
 // (checks.ts) judge and the fixes (fix.ts) act on. Nothing here changes the tree.
 
 import {readdir, readFile} from 'node:fs/promises'
+import {join} from 'node:path'
 
+import {PACKAGE_ROOT} from '../boot/initramfs.js'
 import {MODULES_DIR} from '../deploy/image-files.js'
 import {initramfsPaths, nodeVersion} from '../system/tree-tools.js'
 import {cmpBytes} from '../tree/node.js'
@@ -54,7 +56,8 @@ export interface TreeFacts {
   /** The tmp.mount unit that can be enabled, when there is one. */
   tmpMountUnit: string | null
   health: {program: boolean; unit: boolean; enabled: boolean}
-  cfsboot: {version: string | null; wrapper: boolean; dependencies: boolean}
+  /** `ours`: the version of the cfsboot running prepare (what --fix installs). */
+  cfsboot: {version: string | null; ours: string; wrapper: boolean; dependencies: boolean}
 }
 
 async function kernels(tree: string): Promise<TreeKernel[]> {
@@ -121,8 +124,10 @@ async function cfsbootFacts(tree: string): Promise<TreeFacts['cfsboot']> {
     if (json.name === 'cfsboot' && (await treeFile(tree, `${CFSBOOT_DIR}/bin/run.js`)))
       version = json.version ?? '?'
   }
+  const ours = JSON.parse(await readFile(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as {version: string}
   return {
     version,
+    ours: ours.version,
     wrapper: (await treeFile(tree, CFSBOOT_WRAPPER, true)) !== null,
     dependencies: (await treeFile(tree, `${CFSBOOT_DIR}/node_modules/@oclif/core/package.json`)) !== null,
   }

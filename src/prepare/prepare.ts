@@ -29,14 +29,14 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
   if (!(await stat(tree).catch(() => null))?.isDirectory())
     throw new InvalidInputError(`${tree} is not a directory`)
   let facts = await inspectTree(tree)
-  let checks = runChecks(facts)
+  let checks = runChecks(facts, opts.flavour)
   let fixed: CheckId[] = []
   if (opts.fix) {
     const failed = new Set(checks.filter((c) => !c.ok && c.remedy === 'fix').map((c) => c.id))
     if (failed.size > 0) {
       fixed = await applyFixes(facts, failed, opts)
       facts = await inspectTree(tree)
-      checks = runChecks(facts)
+      checks = runChecks(facts, opts.flavour)
     }
   }
   return {tree, ok: checks.every((c) => c.ok || c.level === 'warning'), fixed, checks}
