@@ -27,4 +27,3 @@ export async function forEachLimit<T>(
   const failure = results.find((r) => r.status === 'rejected')
   if (failure) throw (failure as PromiseRejectedResult).reason
 }
-
