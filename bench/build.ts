@@ -1,54 +1,108 @@
-// Build benchmarks, side by side with the reference tools, in one run:
-//   1. a large Debian tree (test/helpers/corpus.sh debian-large, ~1.9 GB, ~32k entries):
-//      `cfsboot build` (with and without an objects dir) against the time it takes just to hash
-//      every byte of the tree on all cores (the floor a build can reach), upstream `mkcomposefs`
-//      (when built: MKCOMPOSEFS=/path, default /tmp/composefs/build/tools/mkcomposefs) and
-//      `mkfs.erofs` (a full-data EROFS image: a different job, shown for scale);
-//   2. a generated 100,000-entry composefs dump: `cfsboot build --from-dump` against
-//      `mkcomposefs --from-file`.
-// Warm page cache; median of 3 alternating runs. Prints a markdown table.
+// Image build and inspection, side by side with upstream composefs's C tools in one run:
+//   - the large Debian tree (test/helpers/corpus.sh debian-large): `cfsboot build` against
+//     `mkcomposefs`, image only and into a fresh objects store (`--digest-store`);
+//   - the composefs dump of that tree: `build --from-dump` against `mkcomposefs --from-file`,
+//     and `image dump` against `composefs-info dump`;
+//   - generated dumps of 10k, 100k and 1M entries: time and memory per entry (linear?).
+// Every figure is a whole process (as a user runs it), median and spread (min–max) of N runs
+// that alternate with the reference tool, peak RSS from /usr/bin/time. Warm page cache.
+// Upstream tools: MKCOMPOSEFS=… and COMPOSEFS_INFO=… (default: a build under /tmp); rows
+// without them say so. Prints markdown (also saved as $CFSBOOT_BENCH_CACHE/build.md).
 //
-//   node dist/bench/build.js [--tree DIR] [--entries N] [--runs N]
+//   node dist/bench/build.js [--tree DIR] [--runs N] [--quick] [--no-store]
 import {spawnSync} from 'node:child_process'
-import {existsSync, mkdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, openSync, closeSync, rmSync, writeSync, writeFileSync} from 'node:fs'
 import {join, resolve, dirname} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-import {scanTree} from '../src/tree/scan.js'
-import {DigestPool} from '../src/verity/pool.js'
+import {BENCH_CACHE, formatSummary, measureProcess, ProcessRun, Summary, summarize, table} from './lib.js'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 const RUN_JS = join(REPO, 'bin', 'run.js')
-const WORK = process.env.CFSBOOT_BENCH_CACHE ?? '/tmp/cfsboot-bench'
+const WORK = join(BENCH_CACHE, 'build')
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(name)
   return i >= 0 ? process.argv[i + 1]! : fallback
 }
-
+const QUICK = process.argv.includes('--quick')
 const TREE = arg('--tree', '/var/cache/cfsboot-test/debian-large')
-const ENTRIES = Number(arg('--entries', '100000'))
-const RUNS = Number(arg('--runs', '3'))
-const MKCOMPOSEFS = process.env.MKCOMPOSEFS ?? '/tmp/composefs/build/tools/mkcomposefs'
+const RUNS = Number(arg('--runs', QUICK ? '3' : '5'))
+const STORE_RUNS = QUICK || process.argv.includes('--no-store') ? 0 : Math.min(RUNS, 3)
+const CURVE = QUICK ? [10_000, 100_000] : [10_000, 100_000, 1_000_000]
 
-function run(cmd: string, args: string[]): number {
-  const t = process.hrtime.bigint()
-  const r = spawnSync(cmd, args, {stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 1 << 26})
-  const ms = Number(process.hrtime.bigint() - t) / 1e6
-  if (r.status !== 0)
-    throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr?.toString().split('\n')[0]}`)
-  return ms
+function firstTool(envName: string, candidates: string[]): string | null {
+  const fromEnv = process.env[envName]
+  if (fromEnv) return existsSync(fromEnv) ? fromEnv : null
+  return candidates.find((c) => existsSync(c)) ?? null
+}
+const MKCOMPOSEFS = firstTool('MKCOMPOSEFS', [
+  '/tmp/composefs-src/build/tools/mkcomposefs',
+  '/tmp/composefs/build/tools/mkcomposefs',
+])
+const COMPOSEFS_INFO = firstTool('COMPOSEFS_INFO', [
+  '/tmp/composefs-src/build/tools/composefs-info',
+  '/tmp/composefs/build/tools/composefs-info',
+])
+
+const cfsboot = (...args: string[]): [string, string[]] => [process.execPath, [RUN_JS, ...args]]
+
+interface Pair {
+  work: string
+  ours: Summary
+  theirs: Summary | null
+  theirsName: string
+  note?: string
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
-
-function has(tool: string): boolean {
-  return tool.startsWith('/') ? existsSync(tool) : spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0
+/**
+ * Runs ours and theirs alternately `runs` times; `before` runs (untimed) before each run.
+ * `theirs` null: the reference tool is missing.
+ */
+function pair(
+  runs: number,
+  ours: [string, string[]],
+  theirs: [string, string[]] | null,
+  opts: {before?: () => void; stdout?: [string, string]} = {},
+): [Summary, Summary | null] {
+  const a: ProcessRun[] = []
+  const b: ProcessRun[] = []
+  for (let i = 0; i < runs; i++) {
+    opts.before?.()
+    a.push(measureProcess(ours[0], ours[1], opts.stdout?.[0]))
+    if (theirs) {
+      opts.before?.()
+      b.push(measureProcess(theirs[0], theirs[1], opts.stdout?.[1]))
+    }
+  }
+  return [summarize(a), theirs ? summarize(b) : null]
 }
 
-/** A composefs dump of `n` entries: directories of 1000 files with payloads, digests and xattrs. */
-function makeDump(n: number): string {
-  const lines = ['/ 4096 40755 2 0 0 0 1700000000.0 - - - security.selinux=system_u:object_r:root_t:s0']
+function same(x: string, y: string): boolean {
+  return spawnSync('cmp', ['-s', x, y]).status === 0
+}
+
+function pairTable(title: string, rows: Pair[]): string {
+  const head = ['work', 'cfsboot', 'upstream C', 'time ratio', 'cpu ratio', 'memory ratio']
+  const body = rows.map((r) => {
+    const t = r.theirs
+    return [
+      r.work + (r.note ? ` ${r.note}` : ''),
+      formatSummary(r.ours),
+      t ? `\`${r.theirsName}\` ${formatSummary(t)}` : `(\`${r.theirsName}\` not found)`,
+      t ? `${(r.ours.median / t.median).toFixed(2)}×` : '–',
+      t && t.cpuMs ? `${(r.ours.cpuMs / t.cpuMs).toFixed(2)}×` : '–',
+      t && t.rssKiB ? `${(r.ours.rssKiB / t.rssKiB).toFixed(2)}×` : '–',
+    ]
+  })
+  return `### ${title}\n\n${table(head, body)}`
+}
+
+/** A composefs dump of `n` entries: directories of 1000 files with payloads, digests, some xattrs. */
+function makeDump(path: string, n: number): void {
+  if (existsSync(path)) return
+  const fd = openSync(`${path}.tmp`, 'w')
+  let lines = ['/ 4096 40755 2 0 0 0 1700000000.0 - - - security.selinux=system_u:object_r:root_t:s0']
   let made = 1
   for (let d = 0; made < n; d++) {
     lines.push(`/d${d} 4096 40755 2 0 0 0 1700000000.0 - - - user.dir=${d}`)
@@ -60,102 +114,129 @@ function makeDump(n: number): string {
         `/d${d}/f${f} ${1000 + f} 100644 1 0 0 0 1700000000.${f} ${hex.slice(0, 2)}/${hex.slice(2)} - ${hex}${xattr}`,
       )
     }
+    writeSync(fd, lines.join('\n') + '\n')
+    lines = []
   }
-  return lines.join('\n') + '\n'
+  closeSync(fd)
+  spawnSync('mv', [`${path}.tmp`, path])
 }
 
-interface Row {
-  what: string
-  ms: number
-  note?: string
-}
-
-function table(title: string, rows: Row[], base: number): string {
-  const out = [`### ${title}`, '', '| what | time | vs. first row |', '|---|---:|---:|']
-  for (const r of rows)
-    out.push(
-      `| ${r.what} | ${(r.ms / 1000).toFixed(2)} s | ${(r.ms / base).toFixed(2)}× |${r.note ? ` ${r.note}` : ''}`,
-    )
-  return out.join('\n')
-}
-
-async function treeBench(): Promise<string> {
+function treeRows(): Pair[] | string {
   if (!existsSync(TREE))
     return `(skipped: ${TREE} is missing; make it with test/helpers/corpus.sh debian-large)`
-  mkdirSync(WORK, {recursive: true})
   spawnSync('sh', ['-c', `find "${TREE}" -type f -print0 | xargs -0 cat > /dev/null`])
-  const {files} = await scanTree(TREE)
-  const big = files.filter((f) => f.node.size > 64)
-  const bytes = big.reduce((a, f) => a + f.node.size, 0)
-
-  const hashRuns: number[] = []
-  const build: number[] = []
-  const buildObjects: number[] = []
-  const mkc: number[] = []
-  const mkfs: number[] = []
-  const objects = join(WORK, 'objects')
-  for (let i = 0; i < RUNS; i++) {
-    const pool = new DigestPool()
-    const t = process.hrtime.bigint()
-    await pool.digestFiles(big.map((f) => f.path as string))
-    hashRuns.push(Number(process.hrtime.bigint() - t) / 1e6)
-    await pool.close()
-    build.push(run('node', [RUN_JS, 'build', TREE, '-o', join(WORK, 'tree.cfs')]))
-    rmSync(objects, {recursive: true, force: true})
-    buildObjects.push(
-      run('node', [RUN_JS, 'build', TREE, '-o', join(WORK, 'tree.cfs'), '--objects', objects]),
-    )
-    if (has(MKCOMPOSEFS)) {
+  const ours = join(WORK, 'tree.cfs')
+  const theirs = join(WORK, 'tree-upstream.cfs')
+  const rows: Pair[] = []
+  const [o, t] = pair(
+    RUNS,
+    cfsboot('build', TREE, '-o', ours),
+    MKCOMPOSEFS ? [MKCOMPOSEFS, [TREE, theirs]] : null,
+  )
+  rows.push({work: 'build, image only', ours: o, theirs: t, theirsName: 'mkcomposefs'})
+  if (STORE_RUNS > 0) {
+    const objects = join(WORK, 'objects')
+    const clean = (): void => {
       rmSync(objects, {recursive: true, force: true})
-      mkc.push(run(MKCOMPOSEFS, [`--digest-store=${objects}`, TREE, join(WORK, 'tree-upstream.cfs')]))
+      spawnSync('sync')
     }
-    if (has('mkfs.erofs')) {
-      rmSync(join(WORK, 'full.erofs'), {force: true})
-      mkfs.push(run('mkfs.erofs', [join(WORK, 'full.erofs'), TREE]))
-    }
+    const [so, st] = pair(
+      STORE_RUNS,
+      cfsboot('build', TREE, '-o', ours, '--objects', objects),
+      MKCOMPOSEFS ? [MKCOMPOSEFS, [`--digest-store=${objects}`, TREE, theirs]] : null,
+      {before: clean},
+    )
+    clean()
+    rows.push({
+      work: 'build into a fresh objects store',
+      ours: so,
+      theirs: st,
+      theirsName: 'mkcomposefs --digest-store',
+    })
   }
-  rmSync(objects, {recursive: true, force: true})
-  const rows: Row[] = [
+  return rows
+}
+
+function dumpRows(image: string, label: string): Pair[] {
+  const dump = join(WORK, `${label}.dump`)
+  if (COMPOSEFS_INFO) measureProcess(COMPOSEFS_INFO, ['dump', image], dump)
+  else measureProcess(...cfsboot('image', 'dump', image), dump)
+  const ours = join(WORK, `${label}-from-dump.cfs`)
+  const theirs = join(WORK, `${label}-from-dump-upstream.cfs`)
+  const [bo, bt] = pair(
+    RUNS,
+    cfsboot('build', '--from-dump', dump, '-o', ours),
+    MKCOMPOSEFS ? [MKCOMPOSEFS, ['--from-file', dump, theirs]] : null,
+  )
+  const outO = join(WORK, `${label}-ours.dump`)
+  const outT = join(WORK, `${label}-upstream.dump`)
+  const [dO, dT] = pair(
+    RUNS,
+    cfsboot('image', 'dump', ours),
+    COMPOSEFS_INFO ? [COMPOSEFS_INFO, ['dump', ours]] : null,
     {
-      what: `hash every byte on all cores (DigestPool, ${big.length} files, ${(bytes / 1e9).toFixed(2)} GB)`,
-      ms: median(hashRuns),
+      stdout: [outO, outT],
     },
-    {what: '`cfsboot build` (image only)', ms: median(build)},
-    {what: '`cfsboot build --objects` (image + copy into a fresh objects dir)', ms: median(buildObjects)},
+  )
+  return [
+    {
+      work: 'build from its dump',
+      ours: bo,
+      theirs: bt,
+      theirsName: 'mkcomposefs --from-file',
+      ...(bt && {note: same(ours, theirs) ? '(identical images)' : '(IMAGES DIFFER)'}),
+    },
+    {
+      work: '`image dump` of that image',
+      ours: dO,
+      theirs: dT,
+      theirsName: 'composefs-info dump',
+      ...(dT && {note: same(outO, outT) ? '(identical text)' : '(DUMPS DIFFER)'}),
+    },
   ]
-  if (mkc.length)
-    rows.push({what: 'upstream `mkcomposefs --digest-store` (fresh objects dir)', ms: median(mkc)})
-  if (mkfs.length) rows.push({what: '`mkfs.erofs` (full data image, for scale)', ms: median(mkfs)})
-  const entries = spawnSync('sh', ['-c', `find "${TREE}" | wc -l`])
-    .stdout.toString()
-    .trim()
-  return table(`Build of the large Debian tree (${entries} entries)`, rows, rows[0]!.ms)
 }
 
-function dumpBench(): string {
+function curve(): string {
+  const head = ['entries', 'cfsboot build --from-dump', 'per entry', 'mkcomposefs --from-file', 'ratio']
+  const rows: string[][] = []
+  for (const n of CURVE) {
+    const dump = join(BENCH_CACHE, `dump-${n}.txt`)
+    makeDump(dump, n)
+    const runs = n >= 1_000_000 ? Math.min(RUNS, 3) : RUNS
+    const [o, t] = pair(
+      runs,
+      cfsboot('build', '--from-dump', dump, '-o', join(WORK, 'curve.cfs')),
+      MKCOMPOSEFS ? [MKCOMPOSEFS, ['--from-file', dump, join(WORK, 'curve-upstream.cfs')]] : null,
+    )
+    rows.push([
+      n.toLocaleString('en'),
+      formatSummary(o),
+      `${((o.median * 1000) / n).toFixed(1)} µs, ${((o.rssKiB * 1024) / n).toFixed(0)} B`,
+      t ? formatSummary(t) : '(not found)',
+      t ? `${(o.median / t.median).toFixed(2)}×` : '–',
+    ])
+  }
+  return `### Build from generated dumps: the curve\n\n${table(head, rows)}`
+}
+
+function main(): void {
+  rmSync(WORK, {recursive: true, force: true})
   mkdirSync(WORK, {recursive: true})
-  const dump = join(WORK, `dump-${ENTRIES}.txt`)
-  if (!existsSync(dump)) writeFileSync(dump, makeDump(ENTRIES))
-  const ours: number[] = []
-  const upstream: number[] = []
-  for (let i = 0; i < RUNS; i++) {
-    ours.push(run('node', [RUN_JS, 'build', '--from-dump', dump, '-o', join(WORK, 'dump.cfs')]))
-    if (has(MKCOMPOSEFS))
-      upstream.push(run(MKCOMPOSEFS, ['--from-file', dump, join(WORK, 'dump-upstream.cfs')]))
+  const parts: string[] = []
+  const missing = [!MKCOMPOSEFS && 'MKCOMPOSEFS', !COMPOSEFS_INFO && 'COMPOSEFS_INFO'].filter(Boolean)
+  if (missing.length)
+    parts.push(`(upstream tools not found: set ${missing.join(', ')}; their columns are empty)`)
+  const tree = treeRows()
+  if (typeof tree === 'string') parts.push(tree)
+  else {
+    const image = join(WORK, 'tree.cfs')
+    parts.push(pairTable(`Large Debian tree (${TREE})`, [...tree, ...dumpRows(image, 'tree')]))
   }
-  const rows: Row[] = [{what: '`cfsboot build --from-dump`', ms: median(ours)}]
-  if (upstream.length) {
-    rows.push({what: 'upstream `mkcomposefs --from-file`', ms: median(upstream)})
-    const same = spawnSync('cmp', [join(WORK, 'dump.cfs'), join(WORK, 'dump-upstream.cfs')]).status === 0
-    rows[1]!.note = same ? '(identical image bytes)' : '(IMAGES DIFFER)'
-  }
-  const size = statSync(join(WORK, 'dump.cfs')).size
-  return table(`Build from a ${ENTRIES}-entry dump (image ${(size / 1e6).toFixed(1)} MB)`, rows, rows[0]!.ms)
+  parts.push(curve())
+  const md = parts.join('\n\n')
+  console.log(md)
+  writeFileSync(join(BENCH_CACHE, 'build.md'), md + '\n')
+  rmSync(WORK, {recursive: true, force: true})
 }
 
-async function main(): Promise<void> {
-  const parts = [dumpBench(), await treeBench()]
-  console.log(parts.join('\n\n'))
-}
-
-await main()
+main()

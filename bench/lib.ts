@@ -87,3 +87,64 @@ export function table(head: string[], rows: (string | number)[][]): string {
   const line = (cells: (string | number)[]): string => `| ${cells.join(' | ')} |`
   return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n')
 }
+
+/** One whole-process run: wall time and peak resident memory (KiB; 0 when unknown). */
+export interface ProcessRun {
+  ms: number
+  rssKiB: number
+  /** User + system CPU time in ms (0 when unknown): steadier than wall time on a loaded machine. */
+  cpuMs: number
+}
+
+const GNU_TIME = '/usr/bin/time'
+
+/**
+ * Runs `cmd args` to its end, stdout to `stdoutFile` (or discarded), and measures it: wall time
+ * here, peak RSS from GNU time's %M when /usr/bin/time exists. Throws if the command fails.
+ */
+export function measureProcess(cmd: string, args: string[], stdoutFile?: string): ProcessRun {
+  const rssFile = join(BENCH_CACHE, `.rss-${process.pid}`)
+  mkdirSync(BENCH_CACHE, {recursive: true})
+  const withTime = existsSync(GNU_TIME)
+  const out = stdoutFile ? openSync(stdoutFile, 'w') : 'ignore'
+  const t = process.hrtime.bigint()
+  const r = withTime
+    ? spawnSync(GNU_TIME, ['-f', '%M %U %S', '-o', rssFile, cmd, ...args], {stdio: ['ignore', out, 'pipe']})
+    : spawnSync(cmd, args, {stdio: ['ignore', out, 'pipe']})
+  const ms = Number(process.hrtime.bigint() - t) / 1e6
+  if (typeof out === 'number') closeSync(out)
+  if (r.status !== 0)
+    throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr?.toString().trim().split('\n').pop()}`)
+  const [rss = 0, user = 0, sys = 0] = withTime
+    ? readFileSync(rssFile, 'latin1').trim().split('\n').pop()!.split(' ').map(Number)
+    : []
+  return {ms, rssKiB: rss, cpuMs: (user + sys) * 1000}
+}
+
+/** Median and spread of repeated runs. */
+export interface Summary {
+  median: number
+  min: number
+  max: number
+  rssKiB: number
+  cpuMs: number
+}
+
+export function summarize(runs: ProcessRun[]): Summary {
+  const ms = runs.map((r) => r.ms)
+  return {
+    median: median(ms),
+    min: Math.min(...ms),
+    max: Math.max(...ms),
+    rssKiB: median(runs.map((r) => r.rssKiB)),
+    cpuMs: median(runs.map((r) => r.cpuMs)),
+  }
+}
+
+/** "1.23 s (1.20–1.31), cpu 1.10 s, 42 MiB": median wall time, spread, CPU time, peak RSS. */
+export function formatSummary(s: Summary): string {
+  const sec = (ms: number): string => (ms / 1000).toFixed(ms < 10_000 ? 2 : 1)
+  const cpu = s.cpuMs ? `, cpu ${sec(s.cpuMs)} s` : ''
+  const mem = s.rssKiB ? `, ${(s.rssKiB / 1024).toFixed(0)} MiB` : ''
+  return `${sec(s.median)} s (${sec(s.min)}–${sec(s.max)})${cpu}${mem}`
+}

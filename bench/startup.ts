@@ -1,0 +1,64 @@
+// Start-up: `--help` of every command and topic, and `--version`, as whole processes (median
+// and spread of N runs each), with the short cut of cli/fast-help.ts and through oclif
+// (CFSBOOT_NO_FAST_HELP=1), against `node -e 0` (the floor). Prints markdown (also saved as
+// $CFSBOOT_BENCH_CACHE/startup.md).   node dist/bench/startup.js [--runs N]
+import {spawnSync} from 'node:child_process'
+import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {join, resolve, dirname} from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import {BENCH_CACHE, median, table} from './lib.js'
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
+const RUN_JS = join(REPO, 'bin', 'run.js')
+const i = process.argv.indexOf('--runs')
+const RUNS = i >= 0 ? Number(process.argv[i + 1]) : 5
+
+function time(args: string[], env: NodeJS.ProcessEnv = {}): number {
+  const all: NodeJS.ProcessEnv = {...process.env, ...env}
+  delete all.OCLIF_COLUMNS
+  delete all.FORCE_COLOR
+  const t = process.hrtime.bigint()
+  const r = spawnSync(process.execPath, args, {stdio: ['ignore', 'pipe', 'inherit'], env: all})
+  if (r.status !== 0) throw new Error(`${args.join(' ')} failed`)
+  return Number(process.hrtime.bigint() - t) / 1e6
+}
+
+function stats(xs: number[]): string {
+  return `${median(xs).toFixed(0)} ms (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})`
+}
+
+const help = JSON.parse(readFileSync(join(REPO, 'dist', 'src', 'cli', 'help-cache.json'), 'utf8')) as {
+  help: Record<string, string>
+}
+const cases: [string, string[]][] = [
+  ['`--version`', ['--version']],
+  ...Object.keys(help.help).map((k): [string, string[]] => [
+    `\`${k ? k + ' ' : ''}--help\``,
+    [...(k ? k.split(' ') : []), '--help'],
+  ]),
+]
+const floor: number[] = []
+const rows: string[][] = []
+const fastMedians: number[] = []
+for (const [name, argv] of cases) {
+  const fast: number[] = []
+  const slow: number[] = []
+  for (let r = 0; r < RUNS; r++) {
+    floor.push(time(['-e', '0']))
+    fast.push(time([RUN_JS, ...argv]))
+    slow.push(time([RUN_JS, ...argv], {CFSBOOT_NO_FAST_HELP: '1'}))
+  }
+  fastMedians.push(median(fast))
+  rows.push([name, stats(fast), stats(slow)])
+}
+const md = [
+  '### Start-up (`bench/startup.ts`)',
+  '',
+  `\`node -e 0\`: ${stats(floor)}. Slowest command's median with the short cut: ${Math.max(...fastMedians).toFixed(0)} ms.`,
+  '',
+  table(['command', 'cfsboot (short cut)', 'through oclif'], rows),
+].join('\n')
+console.log(md)
+mkdirSync(BENCH_CACHE, {recursive: true})
+writeFileSync(join(BENCH_CACHE, 'startup.md'), md + '\n')
