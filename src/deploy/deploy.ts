@@ -17,6 +17,7 @@ import {access, link, mkdir, rename, rm, rmdir, stat} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 
 import {CfsError, DamageError, DigestMismatchError, InvalidInputError} from '../errors.js'
+import {absentObjects, loadImage, LoadedImage, ObjectRef, objectRefs} from '../image/load.js'
 import {ObjectStore, TEMP_PREFIX} from '../store/objects.js'
 import {acquireLock} from '../system/lock.js'
 import {FsNode} from '../tree/node.js'
@@ -39,7 +40,6 @@ import {
 } from './entries.js'
 import {carryEtc, EtcMerge} from './etc-merge.js'
 import {findKernel, readImageFile, readOsRelease} from './image-files.js'
-import {loadImage, LoadedImage, ObjectRef, referencedObjects} from './images.js'
 import {deploymentDir, imagePath, Paths, requireSysroot, SORT_KEY} from './paths.js'
 import {SealResult, sealOrMark} from './seal.js'
 
@@ -76,17 +76,6 @@ export interface DeployResult {
   verity: SealResult
 }
 
-const OBJECT_PATH = /^[0-9a-f]{2}\/[0-9a-f]{62}$/
-
-/** Hex digest named by an object path; refuses payloads that are not content addresses. */
-function digestOfPath(path: string): Buffer {
-  if (!OBJECT_PATH.test(path))
-    throw new InvalidInputError(
-      `image references ${JSON.stringify(path)}, which is not an object path (xx/yyyy…)`,
-    )
-  return Buffer.from(path.replace('/', ''), 'hex')
-}
-
 /** Above this many references, list the store once instead of probing each object. */
 const LIST_STORE_THRESHOLD = 512
 
@@ -102,13 +91,12 @@ async function planImports(
     // One readdir per fan-out directory beats one lstat per object for large images.
     const present = new Set<string>()
     for await (const d of store.list()) present.add(d.toString('hex'))
-    for (const r of refs) if (!present.has(digestOfPath(r.path).toString('hex'))) missing.push(r)
+    for (const r of refs) if (!present.has(r.digest.toString('hex'))) missing.push(r)
   } else {
-    for (const r of refs) if (!(await store.has(digestOfPath(r.path)))) missing.push(r)
+    for (const r of refs) if (!(await store.has(r.digest))) missing.push(r)
   }
   if (missing.length === 0) return missing
-  const absent: string[] = []
-  if (source) for (const r of missing) if (!(await exists(join(source, r.path)))) absent.push(r.path)
+  const absent = source ? (await absentObjects(missing, source)).map((r) => r.path) : []
   if (!source || absent.length) {
     const list = source ? absent : missing.map((r) => r.path)
     throw new DamageError(
@@ -123,7 +111,7 @@ async function planImports(
       (done) => opts.onProgress?.('verify', done, missing.length),
     )
     missing.forEach((r, i) => {
-      if (!digests[i]!.equals(digestOfPath(r.path))) {
+      if (!digests[i]!.equals(r.digest)) {
         throw new DigestMismatchError(
           `object ${r.path} in ${source} has the wrong fs-verity digest (${digests[i]!.toString('hex')})`,
         )
@@ -154,11 +142,11 @@ async function importObjects(
   const linkedDirs = new Set<string>()
   // Fan-out dirs this import creates are taken back with it on failure (recorded before their
   // objects, so the undo, newest first, empties them first).
-  for (const fanout of new Set(missing.map((r) => dirname(store.path(digestOfPath(r.path)))))) {
+  for (const fanout of new Set(missing.map((r) => dirname(store.path(r.digest))))) {
     if (!(await exists(fanout))) added.push(fanout)
   }
   await forEachLimit(missing, IMPORT_CONCURRENCY, async (r) => {
-    const digest = digestOfPath(r.path)
+    const digest = r.digest
     const src = join(source, r.path)
     const dst = store.path(digest)
     let linked = false
@@ -398,7 +386,7 @@ async function stageAndSwitch(opts: DeployOptions, img: LoadedImage, added: stri
   // Objects first, also for a deployment that exists already: it may have lost objects that
   // fsck --repair removed, and deploying it again with --objects fetches them back.
   const store = new ObjectStore(paths.objects)
-  const refs = referencedObjects(img.root)
+  const refs = objectRefs(img.root)
   const missing = await planImports(refs, store, opts.objects, opts)
   const bytesImported = missing.length ? await importObjects(missing, store, opts.objects!, added, opts) : 0
   const objects = {
