@@ -12,13 +12,13 @@
 //      entry counts its boot tries ([boot] tries) until the booted system marks it good.
 // All of it under the sysroot lock, so gc never sees a half-imported deployment.
 
-import {createHash, randomBytes} from 'node:crypto'
-import {access, link, mkdir, rename, rm, rmdir, stat} from 'node:fs/promises'
+import {createHash} from 'node:crypto'
+import {access, mkdir, rename, rm, rmdir, stat} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 
 import {CfsError, DamageError, DigestMismatchError, InvalidInputError} from '../errors.js'
 import {absentObjects, loadImage, LoadedImage, ObjectRef, objectRefs} from '../image/load.js'
-import {ObjectStore, TEMP_PREFIX} from '../store/objects.js'
+import {ObjectStore} from '../store/objects.js'
 import {acquireLock} from '../system/lock.js'
 import {FsNode} from '../tree/node.js'
 import {forEachLimit} from '../util/concurrency.js'
@@ -40,6 +40,7 @@ import {
 } from './entries.js'
 import {carryEtc, EtcMerge} from './etc-merge.js'
 import {findKernel, readImageFile, readOsRelease} from './image-files.js'
+import {importObjects, planImports} from './import.js'
 import {deploymentDir, imagePath, Paths, requireSysroot, SORT_KEY} from './paths.js'
 import {SealResult, sealOrMark} from './seal.js'
 
@@ -74,105 +75,6 @@ export interface DeployResult {
   etc: EtcMerge & {mergedFrom: string | null}
   /** fs-verity on what this deploy added: enabled here, or left to the initramfs (seal-pending). */
   verity: SealResult
-}
-
-/** Above this many references, list the store once instead of probing each object. */
-const LIST_STORE_THRESHOLD = 512
-
-/** Objects the store lacks; each must be in the source dir with the right digest. */
-async function planImports(
-  refs: ObjectRef[],
-  store: ObjectStore,
-  source: string | undefined,
-  opts: DeployOptions,
-): Promise<ObjectRef[]> {
-  const missing: ObjectRef[] = []
-  if (refs.length > LIST_STORE_THRESHOLD) {
-    // One readdir per fan-out directory beats one lstat per object for large images.
-    const present = new Set<string>()
-    for await (const d of store.list()) present.add(d.toString('hex'))
-    for (const r of refs) if (!present.has(r.digest.toString('hex'))) missing.push(r)
-  } else {
-    for (const r of refs) if (!(await store.has(r.digest))) missing.push(r)
-  }
-  if (missing.length === 0) return missing
-  const absent = source ? (await absentObjects(missing, source)).map((r) => r.path) : []
-  if (!source || absent.length) {
-    const list = source ? absent : missing.map((r) => r.path)
-    throw new DamageError(
-      `${list.length} object(s) the image needs are not in the store${source ? ` nor in ${source}` : ' (pass --objects DIR)'}; first: ${list[0]}`,
-    )
-  }
-  // Verify before importing anything: a wrong object must not change the system at all.
-  const pool = new DigestPool()
-  try {
-    const digests = await pool.digestFiles(
-      missing.map((r) => join(source, r.path)),
-      (done) => opts.onProgress?.('verify', done, missing.length),
-    )
-    missing.forEach((r, i) => {
-      if (!digests[i]!.equals(r.digest)) {
-        throw new DigestMismatchError(
-          `object ${r.path} in ${source} has the wrong fs-verity digest (${digests[i]!.toString('hex')})`,
-        )
-      }
-    })
-  } finally {
-    await pool.close()
-  }
-  return missing
-}
-
-/** Object imports in flight (forEachLimit waits for all of them before a failed deploy is undone). */
-const IMPORT_CONCURRENCY = 4
-
-/**
- * Imports objects: a hardlink when the source is on the same filesystem, else a copy. Every object
- * added is recorded in `added` (as soon as it has its name) so a failed deploy can take it back.
- */
-async function importObjects(
-  missing: ObjectRef[],
-  store: ObjectStore,
-  source: string,
-  added: string[],
-  opts: DeployOptions,
-): Promise<number> {
-  let bytes = 0
-  let done = 0
-  const linkedDirs = new Set<string>()
-  // Fan-out dirs this import creates are taken back with it on failure (recorded before their
-  // objects, so the undo, newest first, empties them first).
-  for (const fanout of new Set(missing.map((r) => dirname(store.path(r.digest))))) {
-    if (!(await exists(fanout))) added.push(fanout)
-  }
-  await forEachLimit(missing, IMPORT_CONCURRENCY, async (r) => {
-    const digest = r.digest
-    const src = join(source, r.path)
-    const dst = store.path(digest)
-    let linked = false
-    if (!(await exists(dst))) {
-      const fanout = dirname(dst)
-      if (await mkdir(fanout, {recursive: true})) linkedDirs.add(store.dir)
-      // The store's temporary name, so an interrupted import is cleaned by gc like any other.
-      const tmp = join(fanout, `${TEMP_PREFIX}${basename(dst)}-${randomBytes(6).toString('hex')}`)
-      try {
-        await link(src, tmp)
-        await rename(tmp, dst)
-        linkedDirs.add(fanout)
-        linked = true
-      } catch {
-        await rm(tmp, {force: true})
-      }
-    }
-    if (!linked) await store.importFile(src, digest)
-    added.push(dst)
-    bytes += r.size
-    opts.onProgress?.('import', ++done, missing.length)
-  })
-  // The names of linked objects must be durable before anything refers to them.
-  for (const dir of linkedDirs) await fsyncDir(dir)
-  await store.flush()
-  return bytes
 }
 
 /** Copies the kernel and initramfs to the boot dir, in a directory named by their content. */
@@ -387,8 +289,10 @@ async function stageAndSwitch(opts: DeployOptions, img: LoadedImage, added: stri
   // fsck --repair removed, and deploying it again with --objects fetches them back.
   const store = new ObjectStore(paths.objects)
   const refs = objectRefs(img.root)
-  const missing = await planImports(refs, store, opts.objects, opts)
-  const bytesImported = missing.length ? await importObjects(missing, store, opts.objects!, added, opts) : 0
+  const missing = await planImports(refs, store, opts.objects, opts.onProgress)
+  const bytesImported = missing.length
+    ? await importObjects(missing, store, opts.objects!, added, opts.onProgress)
+    : 0
   const objects = {
     referenced: refs.length,
     imported: missing.length,
