@@ -4,7 +4,7 @@
 //   1. check everything that can be checked before writing: the image parses, has a kernel, every
 //      object it references is in the store or in --objects, and those to import have the right
 //      fs-verity digest — bad input changes nothing;
-//   2. import the missing objects (verified copies, or hardlinks on the same filesystem);
+//   2. import the missing objects (src/deploy/import.ts: verified, then hardlinked or copied);
 //   3. the image, under its digest; the kernel and initramfs, in a directory named by content;
 //   4. the deployment directory (metadata + /etc carried forward), built in staging/ and renamed;
 //   5. last, the boot entry with the next generation: one rename makes it the default. The entry
@@ -14,16 +14,14 @@
 
 import {createHash} from 'node:crypto'
 import {access, mkdir, rename, rm, rmdir, stat} from 'node:fs/promises'
-import {basename, dirname, join} from 'node:path'
+import {basename, join} from 'node:path'
 
-import {CfsError, DamageError, DigestMismatchError, InvalidInputError} from '../errors.js'
-import {absentObjects, loadImage, LoadedImage, ObjectRef, objectRefs} from '../image/load.js'
+import {CfsError, InvalidInputError} from '../errors.js'
+import {loadImage, LoadedImage, objectRefs} from '../image/load.js'
 import {ObjectStore} from '../store/objects.js'
 import {acquireLock} from '../system/lock.js'
 import {FsNode} from '../tree/node.js'
-import {forEachLimit} from '../util/concurrency.js'
 import {exists, fsyncDir, tempPathFor, writeFileAtomic} from '../util/fs.js'
-import {DigestPool} from '../verity/pool.js'
 import {bootedDigest} from './booted.js'
 import {Config} from './config.js'
 import {Deployment, listDeployments, readDeployment, writeDeployment} from './deployments.js'
@@ -40,7 +38,7 @@ import {
 } from './entries.js'
 import {carryEtc, EtcMerge} from './etc-merge.js'
 import {findKernel, readImageFile, readOsRelease} from './image-files.js'
-import {importObjects, planImports} from './import.js'
+import {importObjects, planImports, Progress} from './import.js'
 import {deploymentDir, imagePath, Paths, requireSysroot, SORT_KEY} from './paths.js'
 import {SealResult, sealOrMark} from './seal.js'
 
@@ -52,7 +50,7 @@ export interface DeployOptions {
   /** Where the image's objects come from when the store lacks them. */
   objects?: string
   lockTimeout?: number
-  onProgress?: (phase: string, done: number, total: number) => void
+  onProgress?: Progress
   onWait?: () => void
   /** Sign a UKI with this key and certificate (default: cfsboot.conf [uki]; null: a BLS entry). */
   uki?: {key: string; cert: string} | null

@@ -11,7 +11,9 @@ import {ObjectStore} from '../store/objects.js'
 import {forEachLimit} from '../util/concurrency.js'
 import {exists} from '../util/fs.js'
 import {DigestPool} from '../verity/pool.js'
-import type {DeployOptions} from './deploy.js'
+
+/** Progress of a phase ('verify', 'import'): `done` of `total` objects. */
+export type Progress = (phase: string, done: number, total: number) => void
 
 /** Above this many references, list the store once instead of probing each object. */
 const LIST_STORE_THRESHOLD = 512
@@ -21,7 +23,7 @@ export async function planImports(
   refs: ObjectRef[],
   store: ObjectStore,
   source: string | undefined,
-  onProgress: DeployOptions['onProgress'],
+  onProgress?: Progress,
 ): Promise<ObjectRef[]> {
   const missing: ObjectRef[] = []
   if (refs.length > LIST_STORE_THRESHOLD) {
@@ -72,7 +74,7 @@ export async function importObjects(
   store: ObjectStore,
   source: string,
   added: string[],
-  onProgress: DeployOptions['onProgress'],
+  onProgress?: Progress,
 ): Promise<number> {
   let bytes = 0
   let done = 0
