@@ -359,13 +359,19 @@ describe('bad input: one clear line, the documented exit code, nothing changed o
   const {v1, v2} = twoVersions()
 
   /** A sysroot with v1 deployed; runs `args`, checks the error and that nothing changed. */
-  async function refuses(args: (s: Sysroot) => string[], code: number, pattern?: RegExp): Promise<void> {
+  async function refuses(
+    args: (s: Sysroot) => string[],
+    code: number,
+    pattern?: RegExp | string,
+  ): Promise<void> {
     const s = await makeSysroot()
     await deployOk(s, v1)
     const before = snapshot(s.dir)
     const r = await cli(s, args(s))
     assert.equal(notOneClearError(r, code), '')
-    if (pattern) assert.match(errorLines(r.stderr).join(' '), pattern)
+    // A string is the error code that `--json` reports.
+    if (typeof pattern === 'string') assert.equal(JSON.parse(r.stdout).error.code, pattern)
+    else if (pattern) assert.match(errorLines(r.stderr).join(' '), pattern)
     assert.deepEqual(diffSnapshots(before, snapshot(s.dir)), [])
     assert.deepEqual(await incomplete(s.paths, v1.digest), [])
     assert.equal(await defaultDigest(s.paths), v1.digest)
@@ -448,10 +454,10 @@ describe('bad input: one clear line, the documented exit code, nothing changed o
   })
 
   test('rollback with nothing to roll back to, pin of an unknown deployment: one line, nothing changed', async () => {
-    await refuses(() => ['rollback'], 1, /no other deployment/)
+    await refuses(() => ['rollback', '--json'], 1, 'ENOROLLBACK')
     await refuses(() => ['pin', '7'], 3)
     await refuses(() => ['undeploy', 'zzzz'], 3)
-    await refuses(() => ['undeploy', '0'], 1, /only bootable/)
+    await refuses(() => ['undeploy', '0', '--json'], 1, 'ELAST')
   })
 
   test('a broken cfsboot.conf: exit 3', async () => {

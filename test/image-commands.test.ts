@@ -12,7 +12,8 @@ import {Ajv} from 'ajv'
 import {dumpToString} from '../src/format/dump/write.js'
 import {imageDigest, listObjects, readImage} from '../src/format/erofs/reader.js'
 import {writeImage} from '../src/format/erofs/writer.js'
-import {richTree} from './helpers/sample-trees.js'
+import {objectPath} from '../src/tree/node.js'
+import {dir, externalFile, richTree} from './helpers/sample-trees.js'
 import {projectRoot} from './helpers/upstream.js'
 
 const work = mkdtempSync(join(tmpdir(), 'cfsboot-image-cmd-'))
@@ -107,5 +108,19 @@ describe('cfsboot image', () => {
     }
     const r = cli('image', 'missing-objects', badPath, '--objects', work)
     assert.equal(r.status, 3)
+  })
+
+  it('an image whose metacopy digest and redirect name different objects is refused (EINVALID)', () => {
+    const root = dir()
+    const f = externalFile(5000, 7)
+    f.payload = objectPath(Buffer.alloc(32, 8))
+    root.addChild('liar', f)
+    const liar = join(work, 'liar.cfs')
+    writeFileSync(liar, writeImage(root).image)
+    for (const cmd of ['info', 'objects']) {
+      const r = cli('image', cmd, liar, '--json')
+      assert.equal(r.status, 3, r.stderr)
+      assert.equal(JSON.parse(r.stdout).error.code, 'EINVALID')
+    }
   })
 })

@@ -412,6 +412,20 @@ describe('install to-disk safety', {skip: SKIP}, () => {
     hashBefore = sha256(disk)
   }
 
+  const viaLoopback = (file: string, size: string, objects: string, ...extra: string[]): Promise<Cli> =>
+    cli([
+      'install',
+      'to-disk',
+      '--via-loopback',
+      file,
+      '--size',
+      size,
+      '--image',
+      v1.image,
+      '--objects',
+      objects,
+      ...extra,
+    ])
   const install = (target: string, ...extra: string[]): Promise<Cli> =>
     cli([
       'install',
@@ -539,57 +553,18 @@ describe('install to-disk safety', {skip: SKIP}, () => {
   })
 
   test('--via-loopback refuses a file that is in use and a size too small; bad objects write nothing', async () => {
-    let r = await cli([
-      'install',
-      'to-disk',
-      '--via-loopback',
-      disk,
-      '--size',
-      '160M',
-      '--image',
-      v1.image,
-      '--objects',
-      v1.objects,
-      '--yes',
-      '--json',
-    ])
+    let r = await viaLoopback(disk, '160M', v1.objects, '--yes', '--json')
     assert.equal(r.code, 3)
     assert.equal(errorCode(r), 'EINUSE')
     assert.equal(sha256(disk), hashBefore)
 
     const fresh = join(work, 'never.img')
-    r = await cli([
-      'install',
-      'to-disk',
-      '--via-loopback',
-      fresh,
-      '--size',
-      '48M',
-      '--image',
-      v1.image,
-      '--objects',
-      v1.objects,
-      '--json',
-    ])
+    r = await viaLoopback(fresh, '48M', v1.objects, '--json')
     assert.equal(r.code, 3)
     assert.equal(errorCode(r), 'ETOOSMALL')
     assert.equal(existsSync(fresh), false)
 
-    r = await cli([
-      'install',
-      'to-disk',
-      '--via-loopback',
-      fresh,
-      '--size',
-      '160M',
-      '--esp-size',
-      '16M',
-      '--image',
-      v1.image,
-      '--objects',
-      v1.objects,
-      '--json',
-    ])
+    r = await viaLoopback(fresh, '160M', v1.objects, '--esp-size', '16M', '--json')
     assert.equal(r.code, 3)
     assert.equal(errorCode(r), 'EINVALID')
     assert.equal(existsSync(fresh), false)
@@ -597,19 +572,7 @@ describe('install to-disk safety', {skip: SKIP}, () => {
     const broken = join(work, 'broken-objects')
     run('cp', ['-a', v1.objects, broken])
     rmSync(join(broken, v1.objectPaths[0]!))
-    r = await cli([
-      'install',
-      'to-disk',
-      '--via-loopback',
-      fresh,
-      '--size',
-      '160M',
-      '--image',
-      v1.image,
-      '--objects',
-      broken,
-      '--json',
-    ])
+    r = await viaLoopback(fresh, '160M', broken, '--json')
     assert.equal(r.code, 6, r.stderr)
     assert.equal(errorCode(r), 'EDAMAGE')
     assert.equal(existsSync(fresh), false)
@@ -680,20 +643,7 @@ describe('install to-disk safety', {skip: SKIP}, () => {
   test('an existing disk image file is replaced only with --yes', async () => {
     const file = join(work, 'old.img')
     writeFileSync(file, 'important bytes')
-    const r = await cli([
-      'install',
-      'to-disk',
-      '--via-loopback',
-      file,
-      '--size',
-      '160M',
-      '--esp-size',
-      '64M',
-      '--image',
-      v1.image,
-      '--objects',
-      v1.objects,
-    ])
+    const r = await viaLoopback(file, '160M', v1.objects, '--esp-size', '64M')
     assert.equal(r.code, 2, r.stderr)
     assert.equal(readFileSync(file, 'utf8'), 'important bytes')
   })

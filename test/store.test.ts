@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
-import {mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {test} from 'node:test'
@@ -97,4 +97,35 @@ test('bad digests and missing sources are refused', async (t) => {
   await assert.rejects(store.importFile(join(dir, 'nope'), Buffer.alloc(33)), InvalidInputError)
   await assert.rejects(store.importFile(join(dir, 'nope'), fakeDigest('x')), {code: 'ENOENT'})
   assert.deepEqual(await listAll(store), [])
+})
+
+test('import with {link: true}: an object-shaped source is hardlinked, anything else copied', async (t) => {
+  const dir = tempDir(t)
+  const store = new ObjectStore(join(dir, 'objects'))
+  const linkable = join(dir, 'linkable')
+  writeFileSync(linkable, 'from another objects directory', {mode: OBJECT_MODE})
+  chmodSync(linkable, OBJECT_MODE)
+  assert.equal(await store.importFile(linkable, fakeDigest('l'), {link: true}), 'added')
+  assert.equal(statSync(store.path(fakeDigest('l'))).ino, statSync(linkable).ino)
+
+  // A private file must not become a shared inode with mode 0644: it is copied.
+  const private_ = join(dir, 'private')
+  writeFileSync(private_, 'not an object')
+  chmodSync(private_, 0o600)
+  assert.equal(await store.importFile(private_, fakeDigest('p'), {link: true}), 'added')
+  const st = statSync(store.path(fakeDigest('p')))
+  assert.notEqual(st.ino, statSync(private_).ino)
+  assert.equal(st.mode & 0o7777, OBJECT_MODE)
+  assert.equal(statSync(private_).mode & 0o7777, 0o600)
+
+  // Without the option the store never links.
+  assert.equal(await store.importFile(linkable, fakeDigest('c')), 'added')
+  assert.notEqual(statSync(store.path(fakeDigest('c'))).ino, statSync(linkable).ino)
+  await store.flush()
+  assert.deepEqual(
+    readdirSync(join(dir, 'objects', store.path(fakeDigest('l')).split('/').at(-2)!)).filter((n) =>
+      n.startsWith(TEMP_PREFIX),
+    ),
+    [],
+  )
 })

@@ -4,7 +4,7 @@
 //   1. check everything that can be checked before writing: the image parses, has a kernel, every
 //      object it references is in the store or in --objects, and those to import have the right
 //      fs-verity digest — bad input changes nothing;
-//   2. import the missing objects (verified copies, or hardlinks on the same filesystem);
+//   2. import the missing objects (src/deploy/import.ts: verified, then hardlinked or copied);
 //   3. the image, under its digest; the kernel and initramfs, in a directory named by content;
 //   4. the deployment directory (metadata + /etc carried forward), built in staging/ and renamed;
 //   5. last, the boot entry with the next generation: one rename makes it the default. The entry
@@ -12,19 +12,18 @@
 //      entry counts its boot tries ([boot] tries) until the booted system marks it good.
 // All of it under the sysroot lock, so gc never sees a half-imported deployment.
 
-import {createHash, randomBytes} from 'node:crypto'
-import {access, link, mkdir, rename, rm, rmdir, stat} from 'node:fs/promises'
-import {basename, dirname, join} from 'node:path'
+import {createHash} from 'node:crypto'
+import {access, mkdir, rename, rm, rmdir, stat} from 'node:fs/promises'
+import {basename, join} from 'node:path'
 
-import {CfsError, DamageError, DigestMismatchError, InvalidInputError} from '../errors.js'
-import {ObjectStore, TEMP_PREFIX} from '../store/objects.js'
+import {CfsError, InvalidInputError} from '../errors.js'
+import {loadImage, LoadedImage, objectRefs} from '../image/load.js'
+import {ObjectStore} from '../store/objects.js'
 import {requireFsverityTool} from '../system/fsverity.js'
 import {kernelHasFsVerity} from '../system/kernel.js'
 import {acquireLock} from '../system/lock.js'
 import {FsNode} from '../tree/node.js'
-import {forEachLimit} from '../util/concurrency.js'
 import {exists, fsyncDir, tempPathFor, writeFileAtomic} from '../util/fs.js'
-import {DigestPool} from '../verity/pool.js'
 import {bootedDigest} from './booted.js'
 import {Config} from './config.js'
 import {Deployment, listDeployments, readDeployment, writeDeployment} from './deployments.js'
@@ -41,7 +40,7 @@ import {
 } from './entries.js'
 import {carryEtc, EtcMerge} from './etc-merge.js'
 import {findKernel, readImageFile, readOsRelease} from './image-files.js'
-import {loadImage, LoadedImage, ObjectRef, referencedObjects} from './images.js'
+import {importObjects, planImports, Progress} from './import.js'
 import {deploymentDir, imagePath, Paths, requireSysroot, SORT_KEY} from './paths.js'
 import {SealResult, sealOrMark} from './seal.js'
 
@@ -53,7 +52,7 @@ export interface DeployOptions {
   /** Where the image's objects come from when the store lacks them. */
   objects?: string
   lockTimeout?: number
-  onProgress?: (phase: string, done: number, total: number) => void
+  onProgress?: Progress
   onWait?: () => void
   /** Sign a UKI with this key and certificate (default: cfsboot.conf [uki]; null: a BLS entry). */
   uki?: {key: string; cert: string} | null
@@ -84,117 +83,6 @@ export interface DeployResult {
    * null when the caller seals (DeployOptions.seal false).
    */
   verity: SealResult | null
-}
-
-const OBJECT_PATH = /^[0-9a-f]{2}\/[0-9a-f]{62}$/
-
-/** Hex digest named by an object path; refuses payloads that are not content addresses. */
-function digestOfPath(path: string): Buffer {
-  if (!OBJECT_PATH.test(path))
-    throw new InvalidInputError(
-      `image references ${JSON.stringify(path)}, which is not an object path (xx/yyyy…)`,
-    )
-  return Buffer.from(path.replace('/', ''), 'hex')
-}
-
-/** Above this many references, list the store once instead of probing each object. */
-const LIST_STORE_THRESHOLD = 512
-
-/** Objects the store lacks; each must be in the source dir with the right digest. */
-async function planImports(
-  refs: ObjectRef[],
-  store: ObjectStore,
-  source: string | undefined,
-  opts: DeployOptions,
-): Promise<ObjectRef[]> {
-  const missing: ObjectRef[] = []
-  if (refs.length > LIST_STORE_THRESHOLD) {
-    // One readdir per fan-out directory beats one lstat per object for large images.
-    const present = new Set<string>()
-    for await (const d of store.list()) present.add(d.toString('hex'))
-    for (const r of refs) if (!present.has(digestOfPath(r.path).toString('hex'))) missing.push(r)
-  } else {
-    for (const r of refs) if (!(await store.has(digestOfPath(r.path)))) missing.push(r)
-  }
-  if (missing.length === 0) return missing
-  const absent: string[] = []
-  if (source) for (const r of missing) if (!(await exists(join(source, r.path)))) absent.push(r.path)
-  if (!source || absent.length) {
-    const list = source ? absent : missing.map((r) => r.path)
-    throw new DamageError(
-      `${list.length} object(s) the image needs are not in the store${source ? ` nor in ${source}` : ' (pass --objects DIR)'}; first: ${list[0]}`,
-    )
-  }
-  // Verify before importing anything: a wrong object must not change the system at all.
-  const pool = new DigestPool()
-  try {
-    const digests = await pool.digestFiles(
-      missing.map((r) => join(source, r.path)),
-      (done) => opts.onProgress?.('verify', done, missing.length),
-    )
-    missing.forEach((r, i) => {
-      if (!digests[i]!.equals(digestOfPath(r.path))) {
-        throw new DigestMismatchError(
-          `object ${r.path} in ${source} has the wrong fs-verity digest (${digests[i]!.toString('hex')})`,
-        )
-      }
-    })
-  } finally {
-    await pool.close()
-  }
-  return missing
-}
-
-/** Object imports in flight (forEachLimit waits for all of them before a failed deploy is undone). */
-const IMPORT_CONCURRENCY = 4
-
-/**
- * Imports objects: a hardlink when the source is on the same filesystem, else a copy. Every object
- * added is recorded in `added` (as soon as it has its name) so a failed deploy can take it back.
- */
-async function importObjects(
-  missing: ObjectRef[],
-  store: ObjectStore,
-  source: string,
-  added: string[],
-  opts: DeployOptions,
-): Promise<number> {
-  let bytes = 0
-  let done = 0
-  const linkedDirs = new Set<string>()
-  // Fan-out dirs this import creates are taken back with it on failure (recorded before their
-  // objects, so the undo, newest first, empties them first).
-  for (const fanout of new Set(missing.map((r) => dirname(store.path(digestOfPath(r.path)))))) {
-    if (!(await exists(fanout))) added.push(fanout)
-  }
-  await forEachLimit(missing, IMPORT_CONCURRENCY, async (r) => {
-    const digest = digestOfPath(r.path)
-    const src = join(source, r.path)
-    const dst = store.path(digest)
-    let linked = false
-    if (!(await exists(dst))) {
-      const fanout = dirname(dst)
-      if (await mkdir(fanout, {recursive: true})) linkedDirs.add(store.dir)
-      // The store's temporary name, so an interrupted import is cleaned by gc like any other.
-      const tmp = join(fanout, `${TEMP_PREFIX}${basename(dst)}-${randomBytes(6).toString('hex')}`)
-      try {
-        await link(src, tmp)
-        await rename(tmp, dst)
-        linkedDirs.add(fanout)
-        linked = true
-      } catch {
-        await rm(tmp, {force: true})
-      }
-    }
-    if (!linked) await store.importFile(src, digest)
-    added.push(dst)
-    bytes += r.size
-    opts.onProgress?.('import', ++done, missing.length)
-  })
-  // The names of linked objects must be durable before anything refers to them.
-  for (const dir of linkedDirs) await fsyncDir(dir)
-  await store.flush()
-  return bytes
 }
 
 /** Copies the kernel and initramfs to the boot dir, in a directory named by their content. */
@@ -410,9 +298,11 @@ async function stageAndSwitch(opts: DeployOptions, img: LoadedImage, added: stri
   // Objects first, also for a deployment that exists already: it may have lost objects that
   // fsck --repair removed, and deploying it again with --objects fetches them back.
   const store = new ObjectStore(paths.objects)
-  const refs = referencedObjects(img.root)
-  const missing = await planImports(refs, store, opts.objects, opts)
-  const bytesImported = missing.length ? await importObjects(missing, store, opts.objects!, added, opts) : 0
+  const refs = objectRefs(img.root)
+  const missing = await planImports(refs, store, opts.objects, opts.onProgress)
+  const bytesImported = missing.length
+    ? await importObjects(missing, store, opts.objects!, added, opts.onProgress)
+    : 0
   const objects = {
     referenced: refs.length,
     imported: missing.length,

@@ -17,7 +17,7 @@ import {exists} from '../util/fs.js'
 import {DigestPool} from '../verity/pool.js'
 import {Config} from './config.js'
 import {removeEntry} from './entries.js'
-import {loadImage, referencedObjects} from './images.js'
+import {loadImage, objectRefs} from '../image/load.js'
 import {imagePath, Paths, requireSysroot} from './paths.js'
 import {viewSysroot} from './view.js'
 
@@ -103,7 +103,7 @@ export async function fsck(opts: {
           damage.push({kind: 'image', path: file, problem: `has digest ${img.digest}`, repaired: false})
           continue
         }
-        const missing = referencedObjects(img.root).filter((r) => {
+        const missing = objectRefs(img.root).filter((r) => {
           referenced.add(r.path)
           return !present.has(r.path)
         })

@@ -15,7 +15,7 @@ import {objectPath} from '../tree/node.js'
 import {fsyncDir} from '../util/fs.js'
 import {Config} from './config.js'
 import {removeEntry} from './entries.js'
-import {loadImage, referencedObjects} from './images.js'
+import {loadImage, objectRefs} from '../image/load.js'
 import {imagePath, isDigest, Paths} from './paths.js'
 import {removeDeploymentDir} from './undeploy.js'
 import {withLockedView} from './view.js'
@@ -88,7 +88,7 @@ export async function gc(opts: {
           `kept deployment ${digest.slice(0, 12)}: its image is unreadable (${oneLine(err)}); run cfsboot fsck`,
         )
       }
-      for (const r of referencedObjects(img.root)) keptObjects.add(r.path)
+      for (const r of objectRefs(img.root)) keptObjects.add(r.path)
     }
 
     // Sweep: entries first (dropped deployments' and dangling ones), then deployment dirs.

@@ -13,7 +13,7 @@ import {join} from 'node:path'
 
 import {CfsError} from '../errors.js'
 import {Paths} from './paths.js'
-import {ObjectRef} from './images.js'
+import {ObjectRef} from '../image/load.js'
 import {tryEnableVerity} from '../system/disk.js'
 import {kernelHasFsVerity} from '../system/kernel.js'
 import {writeFileAtomic} from '../util/fs.js'

@@ -9,7 +9,7 @@ import {join} from 'node:path'
 import {Config, DEFAULT_CONFIG_VALUES, loadConfig, parseConfig} from '../deploy/config.js'
 import {deploy, DeployResult, initSysroot} from '../deploy/deploy.js'
 import {findKernel, readImageFile} from '../deploy/image-files.js'
-import {loadImage, LoadedImage, ObjectRef, referencedObjects} from '../deploy/images.js'
+import {absentObjects, loadImage, LoadedImage, ObjectRef, objectRefs} from '../image/load.js'
 import {imagePath, sysrootPaths} from '../deploy/paths.js'
 import {DamageError, InvalidInputError} from '../errors.js'
 import {lookupPath} from '../tree/lookup.js'
@@ -42,17 +42,10 @@ export interface ImageFacts {
 export async function checkImage(imageFile: string, objectsDir: string): Promise<ImageFacts> {
   const st = await stat(objectsDir).catch(() => null)
   if (!st?.isDirectory()) throw new InvalidInputError(`--objects ${objectsDir} is not a directory`)
-  const image = await loadImage(imageFile).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') throw new InvalidInputError(`image ${imageFile} does not exist`)
-    throw err
-  })
+  const image = await loadImage(imageFile)
   const kernel = findKernel(image.root)
-  const objects = referencedObjects(image.root)
-  const missing: string[] = []
-  for (const r of objects) {
-    const o = await stat(join(objectsDir, r.path)).catch(() => null)
-    if (!o?.isFile() || o.size !== r.size) missing.push(r.path)
-  }
+  const objects = objectRefs(image.root)
+  const missing = (await absentObjects(objects, objectsDir, {checkSize: true})).map((r) => r.path)
   if (missing.length) {
     throw new DamageError(
       `${missing.length} object(s) the image needs are missing from ${objectsDir} or have the wrong size; first: ${missing[0]}`,

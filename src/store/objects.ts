@@ -9,9 +9,11 @@
 // This is the layout composefs uses (overlayfs finds a file's data through the image's
 // `trusted.overlay.redirect=/ab/cdef…` in the data-only lower layer OBJECTS).
 //
-// An import copies the source (a reflink when the filesystem can, else a plain copy: never a
-// hardlink, or a later edit of the source tree would change a stored object), fsyncs the copy,
-// then links it into place under its final name. link(2) fails when the name exists, so an
+// An import copies the source (a reflink when the filesystem can, else a plain copy: not a
+// hardlink by default, or a later edit of the source tree would change a stored object), fsyncs
+// the copy, then links it into place under its final name. `{link: true}` hardlinks instead, for
+// a source that is itself an objects directory whose files were just verified (deploy
+// --objects on the same filesystem); it copies when the filesystem or the file cannot be linked. link(2) fails when the name exists, so an
 // object is never replaced, even by two importers racing; the temporary name is then removed.
 // Directory entries are made durable in batches: `flush()` fsyncs each directory touched since
 // the last flush, once. An object is durable after the flush that follows its import.
@@ -34,6 +36,27 @@ const FANOUT_RE = /^[0-9a-f]{2}$/
 const OBJECT_RE = /^[0-9a-f]{62}$/
 
 export type ImportResult = 'added' | 'present'
+
+export interface ImportOptions {
+  /** Hardlink the source into the store when it can be (same filesystem, mode OBJECT_MODE). */
+  link?: boolean
+}
+
+/** link(2) failures that mean "cannot hardlink here", not "something is wrong": copy instead. */
+const CANNOT_LINK = new Set(['EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP'])
+
+/** Hardlinks `src` to `tmp`; false when it cannot be linked (then the caller copies). */
+async function tryLink(src: string | Buffer, tmp: string): Promise<boolean> {
+  // A linked object shares its inode with the source: only an object-shaped file qualifies.
+  if (((await lstat(src)).mode & 0o7777) !== OBJECT_MODE) return false
+  try {
+    await link(src, tmp)
+    return true
+  } catch (err) {
+    if (CANNOT_LINK.has((err as NodeJS.ErrnoException).code ?? '')) return false
+    throw err
+  }
+}
 
 function checkDigest(digest: Uint8Array): string {
   if (digest.length !== DIGEST_SIZE) {
@@ -86,7 +109,11 @@ export class ObjectStore {
    * with that digest is already there. The copy is fsynced before it gets its final name; call
    * `flush()` after a batch of imports to make the names durable.
    */
-  async importFile(srcPath: string | Buffer, digest: Uint8Array): Promise<ImportResult> {
+  async importFile(
+    srcPath: string | Buffer,
+    digest: Uint8Array,
+    opts: ImportOptions = {},
+  ): Promise<ImportResult> {
     const hex = checkDigest(digest)
     const fanout = join(this.dir, hex.slice(0, 2))
     const final = join(fanout, hex.slice(2))
@@ -95,9 +122,11 @@ export class ObjectStore {
 
     const tmp = join(fanout, `${TEMP_PREFIX}${hex.slice(2)}-${randomBytes(6).toString('hex')}`)
     try {
-      // FICLONE: share extents on btrfs/xfs; elsewhere libuv falls back to copying bytes.
-      await copyFile(srcPath, tmp, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL)
-      await chmod(tmp, OBJECT_MODE)
+      if (!(opts.link && (await tryLink(srcPath, tmp)))) {
+        // FICLONE: share extents on btrfs/xfs; elsewhere libuv falls back to copying bytes.
+        await copyFile(srcPath, tmp, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL)
+        await chmod(tmp, OBJECT_MODE)
+      }
       await fsyncPath(tmp, constants.O_RDONLY)
       try {
         await link(tmp, final)

@@ -11,10 +11,9 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {CfsError} from '../errors.js'
-import {needTool} from './disk.js'
+import {needTool} from './exec.js'
 import {run} from './exec.js'
 
-const PACKAGES = {debugfs: 'e2fsprogs'}
 /** Paths handed to debugfs are never quoted: only names that need no quoting are accepted. */
 const SAFE_PATH = /^\/[A-Za-z0-9._/-]*$/
 const BANNER = /^debugfs \d/
@@ -30,7 +29,7 @@ export interface InodeFacts {
 
 /** Runs `commands` (one per line) with `debugfs [-w] -f FILE device`; returns stdout. */
 async function batch(device: string, commands: string[], write: boolean): Promise<string> {
-  await needTool('debugfs', PACKAGES)
+  await needTool('debugfs')
   const dir = await mkdtemp(join(tmpdir(), 'cfsboot-debugfs-'))
   try {
     const file = join(dir, 'commands')

@@ -13,33 +13,12 @@ import {basename, join} from 'node:path'
 
 import si from 'systeminformation'
 
-import {CfsError, UnsupportedError} from '../errors.js'
-import {run, which} from './exec.js'
+import {CfsError} from '../errors.js'
+import {needTool, run, which} from './exec.js'
 import {readMountInfo, unescapeMount} from './mountinfo.js'
-
-/** Debian packages of the tools this module runs, for "not installed" messages. */
-export const DISK_TOOL_PACKAGES: Readonly<Record<string, string>> = {
-  sfdisk: 'fdisk',
-  partx: 'util-linux',
-  blkid: 'util-linux',
-  losetup: 'mount',
-  'mkfs.ext4': 'e2fsprogs',
-  mount: 'mount',
-  umount: 'mount',
-}
 
 /** How long to wait for the kernel (or udev) to create partition device nodes. */
 export const PARTITION_NODE_TIMEOUT_MS = 15_000
-
-/** Throws an UnsupportedError naming the Debian package when a tool is missing. */
-export async function needTool(
-  tool: string,
-  packages: Readonly<Record<string, string>> = DISK_TOOL_PACKAGES,
-): Promise<void> {
-  if (await which(tool)) return
-  const pkg = packages[tool]
-  throw new UnsupportedError(`${tool} is not installed${pkg ? ` (Debian package ${pkg})` : ''}`, {tool})
-}
 
 export interface PartitionNode {
   /** Kernel name, e.g. "sda1", "nvme0n1p1", "loop3p2". */
@@ -414,7 +393,7 @@ export type VerityEnable = {enabled: true} | {enabled: false; reason: string}
  * error ({enabled: false, reason}); any other failure throws.
  */
 export async function tryEnableVerity(path: string): Promise<VerityEnable> {
-  await needTool('fsverity', {fsverity: 'fsverity'})
+  await needTool('fsverity')
   const r = await run('fsverity', ['enable', path], {reject: false})
   if (r.exitCode === 0) return {enabled: true}
   const msg = r.stderr.split('\n').find((l) => l.trim()) ?? `exit code ${r.exitCode}`

@@ -11,8 +11,8 @@ import {mkdir, mkdtemp, readdir, rm, symlink} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {basename, join} from 'node:path'
 
-import {CfsError, UnsupportedError} from '../errors.js'
-import {run, which} from './exec.js'
+import {CfsError} from '../errors.js'
+import {needTool, run} from './exec.js'
 
 /** Where Debian's dracut-core keeps its modules and helpers. */
 export const SYSTEM_DRACUT_DIR = '/usr/lib/dracut'
@@ -55,8 +55,7 @@ async function shadowBaseDir(moduleDirs: string[]): Promise<string> {
 
 /** Runs dracut; throws a one-line error with dracut's first complaint when it fails. */
 export async function runDracut(opts: DracutRun): Promise<{log: string}> {
-  if (!(await which('dracut')))
-    throw new UnsupportedError('dracut is not installed (Debian package dracut-core)')
+  await needTool('dracut')
   const base = await shadowBaseDir(opts.moduleDirs)
   const emptyConfDir = join(base, 'no-conf.d')
   await mkdir(emptyConfDir)

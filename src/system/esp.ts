@@ -14,7 +14,8 @@ import {access, mkdir, mkdtemp, readdir, readFile, rmdir, stat} from 'node:fs/pr
 import {join} from 'node:path'
 
 import {CfsError} from '../errors.js'
-import {kernelPartitions, needTool, underlyingDisks} from './disk.js'
+import {kernelPartitions, underlyingDisks} from './disk.js'
+import {needTool} from './exec.js'
 import {readMountInfo} from './mountinfo.js'
 import {run} from './exec.js'
 

@@ -7,7 +7,10 @@ import {execa, type Options} from 'execa'
 
 import {CfsError, UnsupportedError} from '../errors.js'
 
-/** The Debian package that ships each tool we call, for "not installed" messages. */
+/**
+ * The Debian package that ships each tool we call, for "not installed" messages (and the list
+ * .ci/run installs). The one table: a new tool goes here.
+ */
 export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   mount: 'mount',
   umount: 'mount',
@@ -18,6 +21,20 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   'fsck.erofs': 'erofs-utils',
   'mkfs.erofs': 'erofs-utils',
   flock: 'util-linux',
+  partx: 'util-linux',
+  blkid: 'util-linux',
+  sfdisk: 'fdisk',
+  'mkfs.ext4': 'e2fsprogs',
+  debugfs: 'e2fsprogs',
+  'mkfs.vfat': 'dosfstools',
+  mcopy: 'mtools',
+  mdir: 'mtools',
+  mdel: 'mtools',
+  mdeltree: 'mtools',
+  objcopy: 'binutils',
+  sbsign: 'sbsigntool',
+  sbverify: 'sbsigntool',
+  dracut: 'dracut-core',
   lsinitrd: 'dracut-core',
   depmod: 'kmod',
   chroot: 'coreutils',
@@ -155,4 +172,9 @@ export async function which(tool: string): Promise<string | null> {
     r.exitCode === 0 && typeof r.stdout === 'string' && r.stdout.startsWith('/') ? r.stdout.trim() : null
   whichCache.set(tool, found)
   return found
+}
+
+/** Throws an UnsupportedError naming the Debian package when a tool is not on $PATH. */
+export async function needTool(tool: string): Promise<void> {
+  if (!(await which(tool))) throw missingTool(tool)
 }

@@ -9,16 +9,7 @@ import {mkdir, readdir} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {CfsError, InvalidInputError} from '../errors.js'
-import {run, RunResult} from './exec.js'
-import {needTool} from './disk.js'
-
-export const FAT_TOOL_PACKAGES: Readonly<Record<string, string>> = {
-  'mkfs.vfat': 'dosfstools',
-  mcopy: 'mtools',
-  mdir: 'mtools',
-  mdel: 'mtools',
-  mdeltree: 'mtools',
-}
+import {needTool, run, RunResult} from './exec.js'
 
 /** A FAT filesystem: a device or file, optionally starting `offset` bytes in. */
 export interface FatTarget {
@@ -44,7 +35,7 @@ function imageSpec(t: FatTarget): string {
 
 /** Runs an mtools command on the target; mtools' geometry checks make no sense for images. */
 async function mtools(tool: string, args: string[], t: FatTarget, what: string): Promise<RunResult> {
-  await needTool(tool, FAT_TOOL_PACKAGES)
+  await needTool(tool)
   return run(tool, ['-i', imageSpec(t), ...args], {
     env: {MTOOLS_SKIP_CHECK: '1'},
     input: '',
@@ -57,7 +48,7 @@ async function mtools(tool: string, args: string[], t: FatTarget, what: string):
  * `sectorSize` is the disk's logical sector size; mkfs.vfat counts the offset in those.
  */
 export async function makeFat(t: FatTarget, size: number, label: string, sectorSize = SECTOR): Promise<void> {
-  await needTool('mkfs.vfat', FAT_TOOL_PACKAGES)
+  await needTool('mkfs.vfat')
   if (size < MIN_FAT32_BYTES) {
     throw new InvalidInputError(
       `a FAT32 ESP needs at least ${MIN_FAT32_BYTES / 1048576} MiB, not ${size} bytes`,

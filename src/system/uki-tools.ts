@@ -8,14 +8,7 @@
 import {readFile} from 'node:fs/promises'
 
 import {InvalidInputError} from '../errors.js'
-import {needTool} from './disk.js'
-import {run} from './exec.js'
-
-export const UKI_TOOL_PACKAGES: Readonly<Record<string, string>> = {
-  objcopy: 'binutils',
-  sbsign: 'sbsigntool',
-  sbverify: 'sbsigntool',
-}
+import {needTool, run} from './exec.js'
 
 /** systemd's UKI stub (Debian package systemd-boot-efi). */
 export const EFI_STUB = '/usr/lib/systemd/boot/efi/linuxx64.efi.stub'
@@ -32,7 +25,7 @@ export interface AddedSection {
 
 /** Writes `out`: `stub` with the given sections added at the given addresses. */
 export async function objcopyAddSections(stub: string, sections: AddedSection[], out: string): Promise<void> {
-  await needTool('objcopy', UKI_TOOL_PACKAGES)
+  await needTool('objcopy')
   const args: string[] = []
   for (const s of sections) {
     args.push('--add-section', `${s.name}=${s.file}`)
@@ -63,7 +56,7 @@ async function checkKey(key: string): Promise<void> {
 
 /** Signs an EFI binary for Secure Boot (Authenticode), writing `out`. */
 export async function sbsign(opts: {key: string; cert: string; input: string; out: string}): Promise<void> {
-  await needTool('sbsign', UKI_TOOL_PACKAGES)
+  await needTool('sbsign')
   await checkKey(opts.key)
   await run('sbsign', ['--key', opts.key, '--cert', opts.cert, '--output', opts.out, opts.input], {
     what: 'sbsign',
@@ -74,7 +67,7 @@ export async function sbsign(opts: {key: string; cert: string; input: string; ou
 
 /** Whether `file` carries a valid signature by `cert` (sbverify). */
 export async function sbverify(cert: string, file: string): Promise<{ok: boolean; message: string}> {
-  await needTool('sbverify', UKI_TOOL_PACKAGES)
+  await needTool('sbverify')
   const r = await run('sbverify', ['--cert', cert, file], {reject: false, timeoutMs: UKI_TOOL_TIMEOUT_MS})
   const message = (r.stdout + '\n' + r.stderr).trim().split('\n').at(-1) ?? ''
   return {ok: r.exitCode === 0, message}

@@ -23,7 +23,7 @@ import {Ajv, type ValidateFunction} from 'ajv'
 import {initSysroot} from '../../src/deploy/deploy.js'
 import {readDeployment} from '../../src/deploy/deployments.js'
 import {readEntries} from '../../src/deploy/entries.js'
-import {loadImage, referencedObjects} from '../../src/deploy/images.js'
+import {loadImage, objectRefs} from '../../src/image/load.js'
 import {deploymentDir, imagePath, Paths, sysrootPaths} from '../../src/deploy/paths.js'
 import {fsverityDigest} from '../../src/verity/merkle.js'
 
@@ -215,7 +215,7 @@ export async function incomplete(paths: Paths, digest: string): Promise<string[]
   try {
     const img = await loadImage(imagePath(paths, digest))
     if (img.digest !== digest) problems.push(`image has digest ${img.digest}`)
-    for (const r of referencedObjects(img.root)) {
+    for (const r of objectRefs(img.root)) {
       const p = join(paths.objects, r.path)
       if (!existsSync(p)) problems.push(`object ${r.path} missing`)
       else if (fsverityDigest(readFileSync(p)).toString('hex') !== r.path.replace('/', ''))

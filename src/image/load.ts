@@ -1,0 +1,130 @@
+// The one loader of image files, for every command that reads one (image …, mount's callers,
+// deploy, install, gc, fsck), and the one answer to "which objects does it need, and which of
+// them does a directory lack". Images are untrusted input:
+//   - the file is capped at MAX_IMAGE_BYTES before it is read;
+//   - the reader (src/format/erofs/reader.ts) bounds-checks the rest;
+//   - a file whose redirect names a content address (xx/yyyy…) and whose metacopy xattr carries
+//     a digest must name the same object with both: overlayfs opens the redirect and checks the
+//     digest, so a mismatch could only be a broken or hostile image;
+//   - before any object is looked up on disk, its path must be a content address (objectRefs):
+//     no "..", no absolute paths, nothing else a hostile image could make us probe or copy.
+
+import {readFile, stat} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {InvalidInputError} from '../errors.js'
+import {imageDigest, listObjects, readImage} from '../format/erofs/reader.js'
+import type {ImageTree, ReadOptions} from '../format/erofs/reader.js'
+import {FsNode, walk} from '../tree/node.js'
+import {forEachLimit} from '../util/concurrency.js'
+
+/** Largest image file we load (a composefs image holds only metadata: 1 GiB is millions of files). */
+export const MAX_IMAGE_BYTES = 1 << 30
+
+/** Concurrent stat calls while looking for missing objects. */
+const STAT_CONCURRENCY = 64
+
+/** What an object path in an image must look like: the fs-verity digest as "xx/" + 62 hex digits. */
+const OBJECT_PATH = /^[0-9a-f]{2}\/[0-9a-f]{62}$/
+
+export interface LoadedImage {
+  bytes: Buffer
+  /** fs-verity digest of the image file (hex). */
+  digest: string
+  tree: ImageTree
+  root: FsNode
+}
+
+export interface ObjectRef {
+  /** "xx/yyyy…", relative to an objects directory. */
+  path: string
+  /** The fs-verity digest the path names. */
+  digest: Buffer
+  size: number
+}
+
+const NOT_AN_IMAGE_FILE = new Set(['ENOENT', 'ENOTDIR', 'EISDIR', 'ELOOP'])
+
+/** Reads an image file, refusing what cannot be an image before reading it. */
+export async function loadImageFile(path: string): Promise<Buffer> {
+  try {
+    const st = await stat(path)
+    if (!st.isFile()) throw new InvalidInputError(`image: ${path} is not a regular file`)
+    if (st.size > MAX_IMAGE_BYTES) {
+      throw new InvalidInputError(
+        `image: ${path} is ${st.size} bytes, over the ${MAX_IMAGE_BYTES}-byte limit`,
+      )
+    }
+    return await readFile(path)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code && NOT_AN_IMAGE_FILE.has(code))
+      throw new InvalidInputError(`image: cannot read ${path} (${code})`)
+    throw err
+  }
+}
+
+/** The digest an object path names, or null when the path is not a content address. */
+function digestOfPath(path: string): Buffer | null {
+  return OBJECT_PATH.test(path) ? Buffer.from(path.replace('/', ''), 'hex') : null
+}
+
+/** Refuses a file whose metacopy digest and redirect name different objects. */
+function checkDigestsMatchPaths(root: FsNode): void {
+  for (const n of walk(root)) {
+    if (n.linkTo || !n.isReg() || n.payload === null || n.digest === null) continue
+    const named = digestOfPath(n.payload)
+    if (named && !named.equals(n.digest)) {
+      throw new InvalidInputError(
+        `image: a file redirects to object ${n.payload} but its fs-verity digest is ${n.digest.toString('hex')}`,
+      )
+    }
+  }
+}
+
+/** Loads, parses and checks an image file. */
+export async function loadImage(path: string, opts: ReadOptions = {}): Promise<LoadedImage> {
+  const bytes = await loadImageFile(path)
+  const tree = readImage(bytes, opts)
+  checkDigestsMatchPaths(tree.root)
+  return {bytes, digest: imageDigest(bytes).toString('hex'), tree, root: tree.root}
+}
+
+/**
+ * Every object the tree references (the reader's listObjects), once each, with the size the
+ * image gives it. Refuses an object path that is not a content address.
+ */
+export function objectRefs(root: FsNode): ObjectRef[] {
+  const sizes = new Map<string, number>()
+  for (const n of walk(root))
+    if (n.isReg() && n.payload !== null && !sizes.has(n.payload)) sizes.set(n.payload, n.size)
+  return listObjects(root).map((path) => {
+    const digest = digestOfPath(path)
+    if (!digest) {
+      throw new InvalidInputError(
+        `image references ${JSON.stringify(path)}, which is not an object path (xx/yyyy…)`,
+      )
+    }
+    return {path, digest, size: sizes.get(path) ?? 0}
+  })
+}
+
+/**
+ * The objects `dir` lacks: not a regular file there, or (with `checkSize`) not of the size the
+ * image says. In the order of `refs`.
+ */
+export async function absentObjects(
+  refs: readonly ObjectRef[],
+  dir: string,
+  opts: {checkSize?: boolean} = {},
+): Promise<ObjectRef[]> {
+  const absent = new Set<ObjectRef>()
+  await forEachLimit(refs, STAT_CONCURRENCY, async (r) => {
+    const st = await stat(join(dir, r.path)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return null
+      throw err
+    })
+    if (!st?.isFile() || (opts.checkSize && st.size !== r.size)) absent.add(r)
+  })
+  return refs.filter((r) => absent.has(r))
+}
