@@ -4,14 +4,16 @@
 // here level by level with @noble/hashes (a SHA-256 that is not node:crypto).
 import assert from 'node:assert/strict'
 import {randomBytes} from 'node:crypto'
-import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, describe, it} from 'node:test'
 
 import {sha256} from '@noble/hashes/sha2.js'
 
-import {EXT4_VERITY_METADATA_ALIGN, ext4VerityTail} from '../src/verity/ext4.js'
+import {setVerityFlags, writeVerityMetadata} from '../src/install/preseal.js'
+import {statInodes} from '../src/system/debugfs.js'
+import {EXT4_VERITY_FL, EXT4_VERITY_METADATA_ALIGN, ext4VerityTail} from '../src/verity/ext4.js'
 import {VerityTreeBuilder, verityTreeOf} from '../src/verity/tree.js'
 import {needTool, run} from './helpers/tools.js'
 
@@ -126,3 +128,50 @@ describe('the ext4 tail', () => {
     }
   })
 })
+
+describe(
+  'pre-sealing an ext4 image file (debugfs, no mount, no root)',
+  {skip: needTool('debugfs', 'e2fsprogs') || needTool('mkfs.ext4', 'e2fsprogs')},
+  () => {
+    it('sets the data size and EXT4_VERITY_FL on files written with their tails; e2fsck is clean', async () => {
+      const dir = join(work, 'fstree')
+      mkdirSync(join(dir, 'o'), {recursive: true})
+      const files: {path: string; digest: string}[] = []
+      for (const size of [1, B, B + 1, B * 128 + 1, 300_000]) {
+        const data = randomBytes(size)
+        const hex = verityTreeOf(data).digest.toString('hex')
+        const path = join(dir, 'o', hex)
+        writeFileSync(path, data)
+        files.push({path, digest: hex})
+      }
+      const plan = writeVerityMetadata(dir, files)
+      const img = join(work, 'fs.img')
+      rmSync(img, {force: true})
+      run('mkfs.ext4', ['-q', '-F', '-b', '4096', '-O', 'verity', '-d', dir, img, '16M'])
+      const result = await setVerityFlags(img, plan)
+      assert.equal(result.state, 'presealed')
+      run('e2fsck', ['-fn', img])
+      const st = await statInodes(
+        img,
+        plan.files.map((f) => f.path),
+      )
+      for (const [i, f] of plan.files.entries()) {
+        assert.ok(st[i]!.flags & EXT4_VERITY_FL, f.path)
+        assert.equal(st[i]!.size, f.dataSize)
+      }
+    })
+
+    it('refuses a file whose name is not its digest, and debugfs errors become EDEBUGFS', async () => {
+      const dir = join(work, 'bad')
+      mkdirSync(dir, {recursive: true})
+      writeFileSync(join(dir, 'f'), 'some data')
+      assert.throws(() => writeVerityMetadata(dir, [{path: join(dir, 'f'), digest: '00'.repeat(32)}]), {
+        code: 'EDAMAGE',
+      })
+      const img = join(work, 'empty.img')
+      rmSync(img, {force: true})
+      run('mkfs.ext4', ['-q', '-F', '-b', '4096', '-O', 'verity', img, '8M'])
+      await assert.rejects(statInodes(img, ['/no/such/file']), {code: 'EDEBUGFS'})
+    })
+  },
+)
