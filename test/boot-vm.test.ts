@@ -5,25 +5,31 @@
 // on the serial console and powers off. Between boots the host changes the disk the way an
 // administrator's cfsboot would (deploy, rollback, undeploy, gc) and, last, tampers with it.
 //
-// Disks are made by `cfsboot install to-disk --via-loopback`. Two disks, because of one fact of this host: its kernel has no fs-verity (CONFIG_FS_VERITY),
+// Three disks, because of one fact of this host: its kernel has no fs-verity (CONFIG_FS_VERITY),
 // and such a kernel refuses to open ANY file that has fs-verity enabled, even for reading
-// (ENOTSUP). Once the first boot has sealed the store, the host can no longer run deploy (it
-// reads the shared kernel object) or gc (it reads the kept images) on that disk; on a real
-// system these run on the booted machine, whose kernel has fs-verity.
+// (ENOTSUP). On a sealed store the host can no longer run deploy (it reads the shared kernel
+// object) or gc (it reads the kept images); on a real system these run on the booted machine,
+// whose kernel has fs-verity.
 //
-//   disk "verified" ([boot] verity = require), boots ~13-40 s each under TCG:
-//     1. v1, first boot: the initramfs seals (the host could not enable fs-verity) and mounts
-//        with verity=require; /etc writable, /var shared.
+//   disk "verified" (`install to-disk --via-loopback`, [boot] verity = require), ~13-40 s a boot:
+//     1. v1, first boot: install pre-sealed the store on the host (no sealing in the initramfs),
+//        mounted with verity=require; `fsverity measure` in the VM prints each object's name;
+//        /etc writable, /var shared.
 //     4a. an object replaced on disk: reading its file in the VM fails with EIO.
 //     4b. the image replaced on disk: the initramfs refuses to boot (also when the attacker
 //        adds the seal-pending marker: the digest check refuses it).
-//   disk "lifecycle" ([boot] verity = maybe: the image digest is checked in user space):
+//   disk "fallback" (`install to-filesystem` on a mounted root, verity = require, plus extra
+//     objects): the host leaves composefs/seal-pending; the first boot seals in the initramfs
+//     (the time it took for N objects is printed) and mounts with verity=require.
+//   disk "lifecycle" (`install to-filesystem`, verity = maybe: nothing sealed, the image digest
+//     is checked in user space, so the host can change the store between boots):
 //     2. v2 after a host-side `deploy`: the /etc change v1's init made is carried; /var shared.
 //     3. v1 after `rollback`; `gc` keeps v2's objects while v2 is the rollback, `undeploy` v2 +
 //        `gc` frees the v2-only objects and nothing else.
 import assert from 'node:assert/strict'
 import {execFileSync} from 'node:child_process'
 import {
+  copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -31,14 +37,17 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs'
+import {randomBytes} from 'node:crypto'
 import {tmpdir} from 'node:os'
-import {join} from 'node:path'
+import {dirname, join} from 'node:path'
 import {test} from 'node:test'
 
 import {readFatToDir, writeDirToFat} from '../src/system/fat.js'
-import {installByHand, TestDisk, withRoot} from './helpers/vm-disk.js'
+import {digestHex, fsverityDigest} from '../src/verity/merkle.js'
+import {installByHand, installOnMountedRoot, TestDisk, withRoot} from './helpers/vm-disk.js'
 import {makeBusyboxRootfs, vmTestCli} from './helpers/vm-rootfs.js'
 import {bootVm, cachedKernel, TestKernel, testLines, VmResult, vmSkipReason} from './helpers/vm.js'
 
@@ -74,6 +83,12 @@ t "etc-note=$(cat /etc/cfsboot-note)"
 echo "boot of v$v" >> /var/cfsboot-test.log
 if [ /var/cfsboot-test.log -ef /sysroot/var/cfsboot-test.log ]; then t "var=shared"; else t "var=separate"; fi
 t "var-boots=$(grep -c . /var/cfsboot-test.log)"
+# The kernel's measurement of a sealed store: each object's digest must be its name.
+t "objects=$(find /sysroot/composefs/objects -type f | wc -l)"
+if grep -q '"imageVerity": true' $rec; then
+  /usr/bin/fsverity measure /sysroot/composefs/objects/??/* 2> /dev/null | awk '{h = substr($1, 8); n = $2; sub(".*/objects/", "", n); sub("/", "", n); if (h == n) ok++; else bad++} END {print "CFSBOOT-TEST measure-ok=" ok + 0 " measure-bad=" bad + 0}'
+  t "image-measure=$(/usr/bin/fsverity measure /sysroot/composefs/images/* 2> /dev/null | cut -d ' ' -f 1)"
+fi
 if out=$(cat /usr/share/cfsboot-test/data.txt 2>&1); then
   t "data=$(echo "$out" | head -n 1)"
 else
@@ -100,9 +115,24 @@ interface Built {
 
 const cli = vmTestCli
 
-/** The test rootfs: busybox, the init above, the kernel and initramfs, and a data file. */
+/** Copies a dynamically linked host tool and the libraries ldd names into the rootfs `dir`. */
+function copyTool(dir: string, tool: string): void {
+  const libs = [...execFileSync('ldd', [tool], {encoding: 'utf8'}).matchAll(/(\/\S+\.so[.\d]*)/g)].map(
+    (m) => m[1]!,
+  )
+  for (const f of [tool, ...libs]) {
+    // /bin is usr/bin in the rootfs; the libraries keep their paths under usr/.
+    const to = f.startsWith('/lib64/') ? join(dir, f) : join(dir, 'usr', f.replace(/^\/usr\//, '/'))
+    mkdirSync(dirname(to), {recursive: true})
+    copyFileSync(f, to)
+  }
+  if (!existsSync(join(dir, 'lib'))) symlinkSync('usr/lib', join(dir, 'lib'))
+}
+
+/** The test rootfs: busybox, the init above, the kernel and initramfs, fsverity, and a data file. */
 function makeRootfs(dir: string, version: string, kernel: TestKernel, initramfs: string): void {
   makeBusyboxRootfs({dir, version, init: INIT, kernel, initramfs})
+  copyTool(dir, '/usr/bin/fsverity')
   writeFileSync(join(dir, 'etc', 'hostname'), 'cfsboot-vm\n')
   // Over 64 bytes, so it is an object (different in each version: a v2-only object).
   writeFileSync(
@@ -144,7 +174,7 @@ function tamper(file: string, original: string, offset: number): void {
 
 test(
   'VM: UEFI boot of cfsboot deployments (build, install, seal, deploy, rollback, gc, tampering)',
-  {skip, timeout: 15 * 60_000},
+  {skip, timeout: 30 * 60_000},
   async (t) => {
     const kernel = cachedKernel()!
     const work = mkdtempSync(join(tmpdir(), 'cfsboot-vm-'))
@@ -222,6 +252,7 @@ test(
         return {disk, espDir, conf}
       }
       const args = ['install', 'to-disk', '--via-loopback', path, '--size', '1G', '--esp-size', '512M']
+      const t0 = Date.now()
       const out = JSON.parse(
         cli(
           [...args, '--image', v1.image, '--objects', v1.objects, '--config', conf, '--yes', '--json'],
@@ -229,8 +260,9 @@ test(
         ),
       ) as InstallJson
       assert.equal(out.digest, v1.digest)
-      // This host's kernel has no fs-verity: install leaves sealing to the first boot.
-      assert.equal(out.verity.state, 'seal-pending')
+      // install to-disk made the filesystem: it seals the store on this host (no fs-verity here).
+      assert.equal(out.verity.state, 'presealed')
+      times.push(`install to-disk of ${name}: ${((Date.now() - t0) / 1000).toFixed(1)} s`)
       const part = (label: string): {offset: number; size: number} => {
         const p = out.partitions.find((x) => x.name === label)
         assert.ok(p, `install made a ${label} partition`)
@@ -240,15 +272,71 @@ test(
       return {disk, espDir, conf}
     }
 
+    /**
+     * `cfsboot install to-filesystem` into the mounted root of a blank disk: seal-pending on this
+     * host. `extraObjects` valid objects (named by their digest) are added to the store, which
+     * the first boot's seal covers too (every object in the store).
+     */
+    async function installFs(name: string, verity: 'require' | 'maybe', extraObjects = 0): Promise<Machine> {
+      const conf = join(work, `${name}.conf`)
+      writeFileSync(
+        conf,
+        `[gc]\nkeep-rollback = 1\n[boot]\nverity = ${verity}\nkernel-args = ${KERNEL_ARGS}\n`,
+      )
+      const espDir = join(work, `${name}-esp`)
+      const disk = await installOnMountedRoot({
+        path: join(work, `${name}.img`),
+        espDir,
+        install: (root) => {
+          const out = JSON.parse(
+            cli(
+              [
+                'install',
+                'to-filesystem',
+                root,
+                '--boot-dir',
+                espDir,
+                '--image',
+                v1.image,
+                '--objects',
+                v1.objects,
+                '--config',
+                conf,
+                '--json',
+              ],
+              env,
+            ),
+          ) as InstallJson
+          assert.equal(out.verity.state, 'seal-pending', 'a mounted target on a host without fs-verity')
+          assert.ok(existsSync(join(root, 'composefs', 'seal-pending')))
+          for (let i = 0; i < extraObjects; i++) {
+            const data = randomBytes(256 + ((i * 7919) % 32768))
+            const hex = digestHex(fsverityDigest(data))
+            mkdirSync(join(root, 'composefs', 'objects', hex.slice(0, 2)), {recursive: true})
+            writeFileSync(join(root, 'composefs', 'objects', hex.slice(0, 2), hex.slice(2)), data, {
+              mode: 0o444,
+            })
+          }
+        },
+      })
+      return {disk, espDir, conf}
+    }
+
     let bootNo = 0
     /** Boots, records the console, and checks the test lines; prints the console on failure. */
     async function boot(
       m: Machine,
       name: string,
       check: (lines: Map<string, string>, vm: VmResult) => void,
+      timeoutMs?: number,
     ): Promise<void> {
       bootNo++
-      const vm = await bootVm({disk: m.disk.path, consoleFile: join(consoles, `${bootNo}-${name}.log`)})
+      const vm = await bootVm({
+        disk: m.disk.path,
+        consoleFile: join(consoles, `${bootNo}-${name}.log`),
+        // Generous: TCG on a machine shared with other jobs was seen at 2-3x the usual times.
+        timeoutMs: timeoutMs ?? 300_000,
+      })
       const lines = testLines(vm.console)
       times.push(
         `boot ${bootNo} (${name}): VM run ${vm.seconds.toFixed(1)} s, kernel uptime at init ${lines.get('uptime-at-init') ?? '-'} s, hook mount ${lines.get('mount-ms') ?? '-'} ms`,
@@ -282,12 +370,17 @@ test(
 
     const verified = await install('verified', 'require')
 
-    await t.test('1. first boot: v1 is /, sealed and mounted with verity=require', async () => {
+    await t.test('1. first boot: v1 is /, pre-sealed by install, mounted with verity=require', async () => {
       await boot(verified, 'v1-first', (l, vm) => {
         assert.equal(l.get('version'), '1')
         assert.equal(l.get('digest'), v1.digest)
         assert.match(vm.console, new RegExp(`cfsboot: mounted ${v1.digest} in \\d+ ms`))
-        assert.match(vm.console, /cfsboot: sealed: fs-verity enabled on the image and \d+ object/)
+        assert.doesNotMatch(vm.console, /cfsboot: sealed:/, 'nothing sealed in the initramfs')
+        // The kernel measures every object as its name and the image as its digest.
+        assert.equal(l.get('objects'), String(v1Objects.size))
+        assert.equal(l.get('measure-ok'), String(v1Objects.size))
+        assert.equal(l.get('measure-bad'), '0')
+        assert.equal(l.get('image-measure'), `sha256:${v1.digest}`)
         assert.equal(l.get('record-verity'), 'require')
         assert.equal(l.get('image-verity'), 'true')
         assert.equal(l.get('overlay-verity'), 'require')
@@ -300,11 +393,7 @@ test(
         assert.equal(l.get('done'), '', 'init ran to the end')
       })
       await withRoot(verified.disk, async (root) => {
-        assert.equal(
-          existsSync(join(root, 'composefs', 'seal-pending')),
-          false,
-          'the marker is gone after sealing',
-        )
+        assert.equal(existsSync(join(root, 'composefs', 'seal-pending')), false, 'no seal-pending marker')
       })
     })
 
@@ -348,7 +437,44 @@ test(
       })
     })
 
-    const lifecycle = await install('lifecycle', 'maybe')
+    const FALLBACK_EXTRA = 300
+    const fallback = await installFs('fallback', 'require', FALLBACK_EXTRA)
+
+    await t.test(
+      '1b. install to-filesystem (seal-pending): the first boot seals in the initramfs',
+      async () => {
+        const n = v1Objects.size + FALLBACK_EXTRA
+        await boot(
+          fallback,
+          'fallback-seal',
+          (l, vm) => {
+            const sealed = new RegExp(
+              `cfsboot: sealed: fs-verity enabled on the image and ${n} object\\(s\\) in (\\d+) ms`,
+            ).exec(vm.console)
+            assert.ok(sealed, `the initramfs sealed ${n} objects`)
+            times.push(
+              `fallback seal in the initramfs: ${n} objects in ${sealed[1]} ms (${((n * 1000) / Number(sealed[1])).toFixed(0)} objects/s)`,
+            )
+            assert.equal(l.get('version'), '1')
+            assert.equal(l.get('overlay-verity'), 'require')
+            assert.equal(l.get('image-verity'), 'true')
+            assert.equal(l.get('measure-ok'), String(n))
+            assert.equal(l.get('measure-bad'), '0')
+            assert.equal(l.get('data'), 'data-of-v1')
+          },
+          600_000,
+        )
+        await withRoot(fallback.disk, async (root) => {
+          assert.equal(
+            existsSync(join(root, 'composefs', 'seal-pending')),
+            false,
+            'the marker is gone after sealing',
+          )
+        })
+      },
+    )
+
+    const lifecycle = await installFs('lifecycle', 'maybe')
 
     await t.test(
       '2. deploy v2 from the host, reboot: v2 is /, /etc change carried, /var shared',

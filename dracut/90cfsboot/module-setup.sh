@@ -26,6 +26,8 @@ installkernel() {
 install() {
     # Tools the hooks run (util-linux and fsverity-utils; no Node in the initramfs).
     inst_multiple mount umount losetup fsverity modprobe rm mkdir sync
+    # xargs runs `fsverity enable` in parallel when the first boot seals (cfsboot_seal).
+    inst_multiple -o xargs
     inst_simple "$moddir/cfsboot-lib.sh" /lib/cfsboot-lib.sh
     # After dracut's own parse-root-opts (cmdline 10), so our root= wins. Under systemd,
     # dracut-cmdline.service runs it (it also waits for the root device through the initqueue).

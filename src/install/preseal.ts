@@ -34,6 +34,8 @@ export interface PresealedFile {
 
 export interface PresealPlan {
   files: PresealedFile[]
+  /** Time step 1 took (for the progress line). */
+  ms: number
 }
 
 /** Step 1 for one file: tree and descriptor after its data; its digest must be `digest`. */
@@ -74,13 +76,14 @@ export function writeVerityMetadata(
   files: {path: string; digest: string}[],
   onProgress?: (done: number, total: number) => void,
 ): PresealPlan {
+  const t0 = Date.now()
   const out: PresealedFile[] = []
   for (const f of files) {
     const {dataSize, fullSize} = writeTail(f.path, f.digest)
     out.push({path: '/' + relative(mountDir, f.path).split(sep).join('/'), dataSize, fullSize})
     onProgress?.(out.length, files.length)
   }
-  return {files: out}
+  return {files: out, ms: Date.now() - t0}
 }
 
 /**
