@@ -41,3 +41,10 @@ export class VerityTreeBuilder {
     return {dataSize: size, rootHash, tree, descriptor, digest: hash('sha256', descriptor, 'buffer')}
   }
 }
+
+/** The tree and descriptor of `data` in one call. */
+export function verityTreeOf(data: Uint8Array): VerityTree {
+  const b = new VerityTreeBuilder()
+  b.update(data)
+  return b.finish()
+}
