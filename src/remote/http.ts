@@ -190,7 +190,7 @@ export class HttpClient {
   /** A failed status as one line (the body's first line, if short, says why). */
   async statusError(res: Response, what: string): Promise<RemoteError> {
     const text = await this.readBody(res, 4096).then(
-      (b) => b.toString('utf8').split('\n')[0]!.slice(0, 200),
+      (b) => b.toString('utf8').split('\n')[0]!.trim().slice(0, 200),
       () => '',
     )
     return new RemoteError(`${what}: HTTP ${res.status}${text ? ` (${text})` : ''}`, {status: res.status})

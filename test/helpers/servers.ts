@@ -73,6 +73,7 @@ export async function startNginx(
     conf,
     `daemon off;
 worker_processes 1;
+user root;
 pid ${dir}/nginx.pid;
 error_log ${dir}/nginx-error.log warn;
 events { worker_connections 256; }
