@@ -43,9 +43,9 @@ describe('static repository over nginx', () => {
 
   before(async () => {
     rel = twoVersions(join(work, 'images'), {count: 200, changed: 8})
-    keys = keypair(join(work, 'release'))
-    other = keypair(join(work, 'other'))
-    const p = publishOk(['--objects', rel.v1.objects, '--to', repo, '--key', keys.key, rel.v1.image])
+    keys = await keypair(join(work, 'release'))
+    other = await keypair(join(work, 'other'))
+    const p = await publishOk(['--objects', rel.v1.objects, '--to', repo, '--key', keys.key, rel.v1.image])
     assert.equal(schemaErrors('publish', p), '')
     assert.equal((p.objects as {uploaded: number}).uploaded, rel.v1.objectPaths.length)
     nginx = await startNginx(join(work, 'nginx'), repo)
@@ -83,7 +83,7 @@ describe('static repository over nginx', () => {
     assert.equal(again.json.updateAvailable, false)
     assert.equal(again.json.transfer.requests, 1)
 
-    const p2 = publishOk(['--objects', rel.v2.objects, '--to', repo, '--key', keys.key, rel.v2.image])
+    const p2 = await publishOk(['--objects', rel.v2.objects, '--to', repo, '--key', keys.key, rel.v2.image])
     assert.equal(
       (p2.objects as {uploaded: number}).uploaded,
       rel.newInV2.length,

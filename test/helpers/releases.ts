@@ -1,6 +1,6 @@
 // Releases for the remote tests: two versions of a small image sharing most objects, signing
 // keys, a published repository, and a device's cfsboot.conf pointing at it.
-import {spawnSync} from 'node:child_process'
+import {spawn} from 'node:child_process'
 import {mkdirSync, readdirSync, readFileSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 
@@ -52,23 +52,29 @@ export function twoVersions(
 export function run(
   args: string[],
   env: Record<string, string> = {},
-): {code: number | null; stdout: string; stderr: string} {
-  const r = spawnSync(process.execPath, [RUN_JS, ...args], {
-    cwd: REPO,
-    encoding: 'utf8',
-    env: {...process.env, ...env},
+): Promise<{code: number | null; stdout: string; stderr: string}> {
+  // Asynchronous: servers inside the test process (token server, proxy) must keep answering.
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [RUN_JS, ...args], {cwd: REPO, env: {...process.env, ...env}})
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.on('close', (code) => resolve({code, stdout, stderr}))
   })
-  return {code: r.status, stdout: r.stdout, stderr: r.stderr}
 }
 
-export function keypair(prefix: string): {key: string; pub: string} {
-  const r = run(['keygen', prefix])
+export async function keypair(prefix: string): Promise<{key: string; pub: string}> {
+  const r = await run(['keygen', prefix])
   if (r.code !== 0) throw new Error(r.stderr)
   return {key: `${prefix}.key`, pub: `${prefix}.pub`}
 }
 
-export function publishOk(args: string[], env: Record<string, string> = {}): Record<string, unknown> {
-  const r = run(['publish', ...args, '--json'], env)
+export async function publishOk(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<Record<string, unknown>> {
+  const r = await run(['publish', ...args, '--json'], env)
   if (r.code !== 0) throw new Error(`publish failed (${r.code}): ${r.stderr}`)
   return JSON.parse(r.stdout) as Record<string, unknown>
 }

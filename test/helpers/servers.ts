@@ -2,7 +2,7 @@
 // Debian's docker-registry (the distribution registry), each with a config in a temp dir and a
 // port the kernel picked. Every wait here is bounded.
 import {ChildProcess, spawn} from 'node:child_process'
-import {mkdirSync, writeFileSync} from 'node:fs'
+import {closeSync, mkdirSync, openSync, readFileSync, writeFileSync} from 'node:fs'
 import {createServer} from 'node:net'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -41,12 +41,18 @@ async function waitForPort(port: number, child: ChildProcess, log: () => string)
   throw new Error(`server did not listen on ${port}: ${log()}`)
 }
 
-function startProcess(cmd: string, args: string[], port: number, scheme: string): Promise<Server> {
-  const child = spawn(cmd, args, {stdio: ['ignore', 'pipe', 'pipe']})
-  let out = ''
-  child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20000)))
-  child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20000)))
-  const log = () => out
+function startProcess(
+  cmd: string,
+  args: string[],
+  port: number,
+  scheme: string,
+  logFile: string,
+): Promise<Server> {
+  // Output to a file, not a pipe: a test blocked in a synchronous call must not stall the server.
+  const fd = openSync(logFile, 'a')
+  const child = spawn(cmd, args, {stdio: ['ignore', fd, fd]})
+  closeSync(fd)
+  const log = (): string => readFileSync(logFile, 'utf8').slice(-20000)
   return waitForPort(port, child, log).then(() => ({
     port,
     url: `${scheme}://127.0.0.1:${port}`,
@@ -99,6 +105,7 @@ http {
     ['-c', conf, '-p', dir, '-e', `${dir}/nginx-error.log`],
     port,
     opts.tls ? 'https' : 'http',
+    join(dir, 'nginx-out.log'),
   )
 }
 
@@ -133,5 +140,11 @@ http:
   addr: 127.0.0.1:${port}
 ${tls}${auth}`,
   )
-  return startProcess('docker-registry', ['serve', conf], port, opts.tls ? 'https' : 'http')
+  return startProcess(
+    'docker-registry',
+    ['serve', conf],
+    port,
+    opts.tls ? 'https' : 'http',
+    join(dir, 'registry.log'),
+  )
 }
