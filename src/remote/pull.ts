@@ -23,7 +23,7 @@ import {ObjectStore} from '../store/objects.js'
 import {withLock} from '../system/lock.js'
 import {forEachLimit} from '../util/concurrency.js'
 import {exists, writeFileAtomic} from '../util/fs.js'
-import {downloadDir, removeDownloads} from './downloads.js'
+import {downloadDir, listDownloads, removeDownloads} from './downloads.js'
 import {fetchVerified} from './fetch.js'
 import {DEFAULT_CONNECTIONS} from './http.js'
 import {loadPublicKey, Release, ReleaseObject, SignatureError, verifyRelease} from './index.js'
@@ -104,6 +104,11 @@ function checkImageAgainstIndex(refs: ObjectRef[], release: Release): ReleaseObj
   })
 }
 
+const lockOpts = (opts: PullOptions): {timeout?: number; onWait?: () => void} => ({
+  ...(opts.lockTimeout !== undefined && {timeout: opts.lockTimeout}),
+  ...(opts.onWait && {onWait: opts.onWait}),
+})
+
 export async function pull(opts: PullOptions): Promise<PullResult> {
   const {paths} = opts
   await requireSysroot(paths)
@@ -159,6 +164,10 @@ async function pullFrom(
     result.transfer = {...source.http.stats}
     return result
   }
+  if (opts.mode === 'deploy' && !result.updateAvailable && (await listDownloads(paths)).length) {
+    // A pull killed after its deploy switched the default: its download is done with.
+    await withLock(paths.lock, lockOpts(opts), () => removeDownloads(paths))
+  }
   if (opts.mode === 'check' || (opts.mode === 'deploy' && !result.updateAvailable)) {
     const present = await presentSet(
       store,
@@ -175,18 +184,11 @@ async function pullFrom(
 
   // Register the download before any of its objects can enter the store (gc reads it under the lock).
   const dir = downloadDir(paths, release.image.digest)
-  await withLock(
-    paths.lock,
-    {
-      ...(opts.lockTimeout !== undefined && {timeout: opts.lockTimeout}),
-      ...(opts.onWait && {onWait: opts.onWait}),
-    },
-    async () => {
+  await withLock(paths.lock, lockOpts(opts), async () => {
       await removeDownloads(paths, release.image.digest)
       await mkdir(join(dir, 'parts'), {recursive: true})
-      await writeFileAtomic(join(dir, 'release.json'), envelope)
-    },
-  )
+    await writeFileAtomic(join(dir, 'release.json'), envelope)
+  })
 
   const imageFile = join(dir, 'image')
   if (!(await exists(imageFile))) {

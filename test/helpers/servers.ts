@@ -84,7 +84,8 @@ pid ${dir}/nginx.pid;
 error_log ${dir}/nginx-error.log warn;
 events { worker_connections 256; }
 http {
-  access_log ${dir}/nginx-access.log;
+  log_format cfs '$request_method $uri $status $body_bytes_sent "$http_range"';
+  access_log ${dir}/nginx-access.log cfs;
   client_body_temp_path ${dir}/nginx-tmp;
   proxy_temp_path ${dir}/nginx-tmp;
   fastcgi_temp_path ${dir}/nginx-tmp;
