@@ -185,8 +185,8 @@ async function pullFrom(
   // Register the download before any of its objects can enter the store (gc reads it under the lock).
   const dir = downloadDir(paths, release.image.digest)
   await withLock(paths.lock, lockOpts(opts), async () => {
-      await removeDownloads(paths, release.image.digest)
-      await mkdir(join(dir, 'parts'), {recursive: true})
+    await removeDownloads(paths, release.image.digest)
+    await mkdir(join(dir, 'parts'), {recursive: true})
     await writeFileAtomic(join(dir, 'release.json'), envelope)
   })
 
