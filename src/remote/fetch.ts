@@ -62,7 +62,7 @@ export async function fetchVerified(
       await discard(res)
       throw new RemoteError(`${res.url}: the server answered a range request with the wrong range`)
     }
-    const fh = await open(part, offset === 0 ? 'w' : 'a', 0o600)
+    const fh = await open(part, offset === 0 ? 'w' : 'a', 0o644)
     let have = offset
     try {
       for await (const chunk of res.body) {
@@ -80,6 +80,8 @@ export async function fetchVerified(
         stats.bytes += c.length
         onBytes?.(c.length)
       }
+      // Durable before the store links it (ObjectStore.adoptVerified with synced: true).
+      if (have === entry.size) await fh.sync()
     } catch (err) {
       throw describeFailure(res.url, err)
     } finally {

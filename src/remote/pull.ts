@@ -10,7 +10,7 @@
 // Any failure leaves the deployments untouched and the store with verified objects only; the
 // next pull resumes (HTTP Range) and fetches only what is still missing.
 
-import {appendFile, mkdir, readFile, rename, rm, writeFile} from 'node:fs/promises'
+import {mkdir, open, readFile, rename, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {InvalidInputError} from '../errors.js'
@@ -223,6 +223,7 @@ async function pullFrom(
   const fetchedList = join(dir, 'fetched')
   let bytesDone = 0
   let sinceFlush = 0
+  const fetchedFh = await open(fetchedList, 'a')
   try {
     await forEachLimit(missing, opts.transport.connections ?? DEFAULT_CONNECTIONS, async (o) => {
       const part = join(dir, 'parts', o.digest)
@@ -233,8 +234,9 @@ async function pullFrom(
       result.objects.bytesResumed += f.resumed
       bytesDone += f.resumed
       result.objects.bytesDownloaded += f.bytes
-      await appendFile(fetchedList, `${o.digest}\n`)
-      await store.adoptVerified(part, Buffer.from(o.digest, 'hex'))
+      await fetchedFh.write(`${o.digest}\n`)
+      // A part resumed complete from an earlier run was not synced by this one.
+      await store.adoptVerified(part, Buffer.from(o.digest, 'hex'), {synced: f.bytes > 0})
       result.objects.downloaded++
       if (++sinceFlush >= FLUSH_EVERY) {
         sinceFlush = 0
@@ -242,6 +244,7 @@ async function pullFrom(
       }
     })
   } finally {
+    await fetchedFh.close()
     await store.flush()
   }
   await rm(join(dir, 'parts'), {recursive: true, force: true})

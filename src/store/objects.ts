@@ -114,10 +114,15 @@ export class ObjectStore {
 
   /**
    * Moves a file whose fs-verity digest the caller has just checked (a verified download) into
-   * the store under that digest: fsync, then link(2) into place (never replacing an object) and
-   * the temporary name removed. `path` must be on the store's filesystem.
+   * the store under that digest: fsync (unless the caller just did, `synced`), then link(2) into
+   * place (never replacing an object) and the temporary name removed. `path` must be on the
+   * store's filesystem.
    */
-  async adoptVerified(path: string, digest: Uint8Array): Promise<ImportResult> {
+  async adoptVerified(
+    path: string,
+    digest: Uint8Array,
+    opts: {synced?: boolean} = {},
+  ): Promise<ImportResult> {
     const hex = checkDigest(digest)
     const fanout = join(this.dir, hex.slice(0, 2))
     const final = join(fanout, hex.slice(2))
@@ -125,7 +130,7 @@ export class ObjectStore {
       if (await isRegularFile(final)) return 'present'
       await this.ensureFanout(fanout)
       await chmod(path, OBJECT_MODE)
-      await fsyncPath(path, constants.O_RDONLY)
+      if (!opts.synced) await fsyncPath(path, constants.O_RDONLY)
       try {
         await link(path, final)
       } catch (err) {
