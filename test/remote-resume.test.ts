@@ -4,16 +4,7 @@
 // and the next run never requests an object the store already had. Finally a run completes;
 // interrupted objects were resumed with Range (206 answers in nginx's log).
 import assert from 'node:assert/strict'
-import {
-  cpSync,
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs'
+import {cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, before, test} from 'node:test'
