@@ -4,6 +4,9 @@
 // short command costs: `--help`/`--version` answered from what the build saved
 // (cli/fast-help.ts), and `digest`, which hashes before oclif loads when it can (loading
 // oclif and all commands costs more than hashing half a GiB; see src/verity/early.ts).
+// libuv's pool (fs calls, fsync) has 4 threads by default: too few for pull's 16 downloads, each
+// ending in an fsync. Set before the pool's first use.
+process.env.UV_THREADPOOL_SIZE ??= '16'
 const argv = process.argv.slice(2)
 const last = argv[argv.length - 1]
 const fast =

@@ -51,6 +51,10 @@ export const ERROR_CODES = {
     meaning: 'install: interrupted by a signal; cleaned up, the target is incomplete',
   },
   EDEBUGFS: {exit: ExitCode.Failure, meaning: 'debugfs failed while pre-sealing fs-verity on an install'},
+  EREMOTE: {
+    exit: ExitCode.Failure,
+    meaning: 'a remote failed: unreachable, HTTP error, stalled, truncated or denied',
+  },
   EUSAGE: {exit: ExitCode.Usage, meaning: 'flags that do not go together, or a missing one'},
   ENOTCONFIRMED: {exit: ExitCode.Usage, meaning: 'install: the erase was not confirmed; nothing was written'},
   EINVALID: {
@@ -90,6 +94,11 @@ export const ERROR_CODES = {
   },
   ENOTDEVICE: {exit: ExitCode.BadInput, meaning: 'not a booted cfsboot system and no --sysroot given'},
   EDIGEST: {exit: ExitCode.Verification, meaning: 'a digest differs from the expected one'},
+  ESIGNATURE: {
+    exit: ExitCode.Verification,
+    meaning:
+      'a release index not signed by a trusted key, or an image naming objects its signed index does not list',
+  },
   EUNSUPPORTED: {
     exit: ExitCode.Unsupported,
     meaning: 'this machine cannot do it: a missing kernel feature or tool',

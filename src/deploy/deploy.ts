@@ -17,7 +17,7 @@ import {access, mkdir, rename, rm, rmdir, stat} from 'node:fs/promises'
 import {basename, join} from 'node:path'
 
 import {CfsError, InvalidInputError} from '../errors.js'
-import {loadImage, LoadedImage, objectRefs} from '../image/load.js'
+import {loadImage, LoadedImage, ObjectRef, objectRefs} from '../image/load.js'
 import {ObjectStore} from '../store/objects.js'
 import {requireFsverityTool} from '../system/fsverity.js'
 import {kernelHasFsVerity} from '../system/kernel.js'
@@ -63,6 +63,8 @@ export interface DeployOptions {
    * An install passes false: it seals the whole store once itself (src/install/provision.ts).
    */
   seal?: boolean
+  /** Objects already in the store that still need fs-verity enabled (a pull's downloads). */
+  sealObjects?: ObjectRef[]
 }
 
 export interface DeployResult {
@@ -318,7 +320,8 @@ async function stageAndSwitch(opts: DeployOptions, img: LoadedImage, added: stri
   }
 
   // fs-verity on the new image and objects where this kernel can, else the first boot seals them.
-  const verity = (opts.seal ?? true) ? await sealOrMark(paths, imgFile, missing) : null
+  const verity =
+    (opts.seal ?? true) ? await sealOrMark(paths, imgFile, [...missing, ...(opts.sealObjects ?? [])]) : null
 
   const kernel = await installKernel(img, paths, [paths.objects], added)
 

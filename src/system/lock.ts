@@ -61,3 +61,13 @@ export async function acquireLock(path: string, opts: LockOptions = {}): Promise
     },
   }
 }
+
+/** Runs `fn` holding the lock at `path`; released however `fn` ends. */
+export async function withLock<T>(path: string, opts: LockOptions, fn: () => Promise<T>): Promise<T> {
+  const lock = await acquireLock(path, opts)
+  try {
+    return await fn()
+  } finally {
+    lock.release()
+  }
+}
