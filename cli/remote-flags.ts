@@ -2,7 +2,8 @@
 import {Flags} from '@oclif/core'
 
 import {RemoteConfig} from '../src/deploy/config.js'
-import {TransportOptions, transportFromConfig} from '../src/remote/source.js'
+import {transportFromConfig} from '../src/remote/source.js'
+import {TransportOptions} from '../src/remote/source-types.js'
 
 export const transportFlags = {
   'ca-file': Flags.string({description: 'PEM file of the CA that signed the server’s certificate'}),

@@ -5,7 +5,7 @@
 // Sweep, in the reverse of deploy's order so a crash leaves only unreferenced files:
 // entries of dropped deployments → their directories → images → kernels → objects.
 // Runs under the sysroot lock: no deploy can be importing meanwhile. Objects listed by a pull in
-// progress or a staged download (composefs/downloads/*/release.json, src/remote/downloads.ts)
+// progress or a staged download (composefs/downloads/*/release.json, src/deploy/downloads.ts)
 // are kept too: a pull registers its release under the lock before its first object arrives.
 
 import {lstat, readdir, rm} from 'node:fs/promises'
@@ -16,7 +16,7 @@ import {ObjectStore} from '../store/objects.js'
 import {objectPath} from '../tree/node.js'
 import {fsyncDir} from '../util/fs.js'
 import {Config} from './config.js'
-import {downloadRoots} from '../remote/downloads.js'
+import {downloadRoots} from './downloads.js'
 import {removeEntry} from './entries.js'
 import {loadImage, objectRefs} from '../image/load.js'
 import {imagePath, isDigest, Paths} from './paths.js'

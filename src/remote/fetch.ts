@@ -12,7 +12,7 @@ import {DigestMismatchError} from '../errors.js'
 import {FsVerityHasher} from '../verity/merkle.js'
 import {describeFailure, discard, HttpStats, RemoteError} from './http.js'
 import {ReleaseObject} from './index.js'
-import {ReleaseSource} from './source.js'
+import {ReleaseSource} from './source-types.js'
 
 export interface Fetched {
   /** Bytes received for this entry in this run. */

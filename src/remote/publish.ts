@@ -16,8 +16,8 @@ import {FsVerityHasher} from '../verity/merkle.js'
 import {CHANNEL_RE, keyId, loadPrivateKey, Release, ReleaseObject, signRelease} from './index.js'
 import {publishOci} from './oci.js'
 import {isRegistryReference} from './reference.js'
-import {TransportOptions} from './source.js'
-import {publishStatic, UploadCounts} from './static.js'
+import {TransportOptions, UploadCounts} from './source-types.js'
+import {publishStatic} from './static.js'
 
 export interface PublishOptions {
   image: string

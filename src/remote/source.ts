@@ -5,28 +5,11 @@ import {readFile} from 'node:fs/promises'
 
 import {InvalidInputError} from '../errors.js'
 import {RemoteConfig} from '../deploy/config.js'
-import {HttpClient, HttpOptions, Response} from './http.js'
-import {ReleaseObject} from './index.js'
+import {HttpClient} from './http.js'
 import {OciSource} from './oci.js'
 import {isRegistryReference} from './reference.js'
 import {StaticSource} from './static.js'
-
-export interface ReleaseSource {
-  readonly http: HttpClient
-  /** What to name in messages: the index URL or the registry reference. */
-  readonly name: string
-  fetchEnvelope(): Promise<Buffer>
-  open(o: ReleaseObject, kind: 'image' | 'object', offset: number): Promise<Response>
-  close(): Promise<void>
-}
-
-export interface TransportOptions {
-  caFile?: string | null
-  insecure?: boolean
-  timeoutMs?: number
-  connections?: number
-  auth?: {username: string; password: string} | null
-}
+import {httpOptions, ReleaseSource, TransportOptions} from './source-types.js'
 
 /** Transport options from [remote], with a password read from its file. */
 export async function transportFromConfig(r: RemoteConfig): Promise<TransportOptions> {
@@ -48,14 +31,6 @@ export async function transportFromConfig(r: RemoteConfig): Promise<TransportOpt
     timeoutMs: r.timeout * 1000,
     connections: r.connections,
     auth,
-  }
-}
-
-export function httpOptions(t: TransportOptions): HttpOptions {
-  return {
-    ...(t.caFile && {caFile: t.caFile}),
-    ...(t.timeoutMs !== undefined && {timeoutMs: t.timeoutMs}),
-    ...(t.connections !== undefined && {connections: t.connections}),
   }
 }
 

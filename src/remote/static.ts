@@ -17,7 +17,7 @@ import {tempPathFor, writeFileAtomic} from '../util/fs.js'
 import {forEachLimit} from '../util/concurrency.js'
 import {HttpClient, Response} from './http.js'
 import {MAX_INDEX_BYTES, ReleaseObject} from './index.js'
-import {ReleaseSource} from './source.js'
+import {ReleaseSource, UploadCounts} from './source-types.js'
 
 const objectRel = (hex: string): string => `objects/${hex.slice(0, 2)}/${hex.slice(2)}`
 
@@ -71,12 +71,6 @@ async function placeFile(src: string, dst: string): Promise<void> {
     await rm(tmp, {force: true})
     throw err
   }
-}
-
-export interface UploadCounts {
-  uploaded: number
-  present: number
-  bytesUploaded: number
 }
 
 /**

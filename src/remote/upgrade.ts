@@ -7,7 +7,7 @@ import {join} from 'node:path'
 import {DamageError, InvalidInputError} from '../errors.js'
 import {exists} from '../util/fs.js'
 import {requireSysroot} from '../deploy/paths.js'
-import {downloadDir, listDownloads} from './downloads.js'
+import {downloadDir, listDownloads} from '../deploy/downloads.js'
 import {keyId, loadPublicKey, verifyRelease} from './index.js'
 import {deployDownload, pull, PullOptions, PullResult} from './pull.js'
 

@@ -17,8 +17,22 @@
 import {readdir, readFile, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {isDigest, Paths} from '../deploy/paths.js'
-import {localPayload} from './index.js'
+import {isDigest, Paths} from './paths.js'
+
+/**
+ * The object digests a stored release.json lists. Its signature was checked by the pull that
+ * wrote it (src/remote/index.ts owns the format); gc only needs the names, read leniently: a
+ * name that is not a digest protects nothing, and nothing here is trusted to delete.
+ */
+function listedObjects(envelope: Buffer): string[] {
+  const e = JSON.parse(envelope.toString('utf8')) as {payload?: unknown}
+  if (typeof e.payload !== 'string') return []
+  const r = JSON.parse(Buffer.from(e.payload, 'base64').toString('utf8')) as {objects?: unknown}
+  if (!Array.isArray(r.objects)) return []
+  return r.objects
+    .map((o) => (o as {digest?: unknown} | null)?.digest)
+    .filter((d): d is string => typeof d === 'string' && isDigest(d))
+}
 
 export const downloadsDir = (p: Paths): string => join(p.composefs, 'downloads')
 export const downloadDir = (p: Paths, digest: string): string => join(downloadsDir(p), digest)
@@ -39,8 +53,8 @@ export async function downloadRoots(p: Paths): Promise<Set<string>> {
   const keep = new Set<string>()
   for (const d of await listDownloads(p)) {
     try {
-      const r = localPayload(await readFile(join(downloadDir(p, d), 'release.json')))
-      for (const o of r.objects) keep.add(`${o.digest.slice(0, 2)}/${o.digest.slice(2)}`)
+      for (const digest of listedObjects(await readFile(join(downloadDir(p, d), 'release.json'))))
+        keep.add(`${digest.slice(0, 2)}/${digest.slice(2)}`)
     } catch {
       continue
     }
