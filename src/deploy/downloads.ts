@@ -2,8 +2,9 @@
 //
 //   SYSROOT/composefs/downloads/
 //     <image digest>/
-//       release.json   the verified signed index; written under the sysroot lock before any
-//                      object of the pull enters the store. gc keeps every object it lists.
+//       keep           the objects this download needs, one digest a line: gc keeps them
+//       release.json   the verified signed index; both written under the sysroot lock before any
+//                      object of the pull enters the store (src/deploy/downloads.ts registerDownload)
 //       image          the release's image (its fs-verity digest checked), image.part before
 //       parts/<hex>    object downloads in progress: resumed with HTTP Range after a kill -9,
 //                      moved into the store (ObjectStore.adoptVerified) once their digest matches
@@ -14,25 +15,18 @@
 // of another release removes older download directories (under the lock); a deploy of the
 // download removes its own.
 
-import {readdir, readFile, rm} from 'node:fs/promises'
+import {mkdir, readdir, readFile, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
+import {writeFileAtomic} from '../util/fs.js'
 import {isDigest, Paths} from './paths.js'
 
 /**
- * The object digests a stored release.json lists. Its signature was checked by the pull that
- * wrote it (src/remote/index.ts owns the format); gc only needs the names, read leniently: a
- * name that is not a digest protects nothing, and nothing here is trusted to delete.
+ * The objects a download will need, one hex digest a line: gc's roots. Written (atomically,
+ * under the lock) before release.json, so a download that has a release.json is protected.
+ * Plain text so gc needs no parser of the signed index (src/remote/index.ts owns that format).
  */
-function listedObjects(envelope: Buffer): string[] {
-  const e = JSON.parse(envelope.toString('utf8')) as {payload?: unknown}
-  if (typeof e.payload !== 'string') return []
-  const r = JSON.parse(Buffer.from(e.payload, 'base64').toString('utf8')) as {objects?: unknown}
-  if (!Array.isArray(r.objects)) return []
-  return r.objects
-    .map((o) => (o as {digest?: unknown} | null)?.digest)
-    .filter((d): d is string => typeof d === 'string' && isDigest(d))
-}
+const KEEP_FILE = 'keep'
 
 export const downloadsDir = (p: Paths): string => join(p.composefs, 'downloads')
 export const downloadDir = (p: Paths, digest: string): string => join(downloadsDir(p), digest)
@@ -47,19 +41,37 @@ export async function listDownloads(p: Paths): Promise<string[]> {
 
 /**
  * Object paths (xx/yyyy…) that pulls in progress or staged downloads will need: gc's extra roots.
- * A release.json that cannot be read protects nothing (it was never completely written).
+ * A download without its keep file protects nothing (it was never completely registered).
  */
 export async function downloadRoots(p: Paths): Promise<Set<string>> {
   const keep = new Set<string>()
   for (const d of await listDownloads(p)) {
     try {
-      for (const digest of listedObjects(await readFile(join(downloadDir(p, d), 'release.json'))))
-        keep.add(`${digest.slice(0, 2)}/${digest.slice(2)}`)
+      const text = await readFile(join(downloadDir(p, d), KEEP_FILE), 'latin1')
+      for (const digest of text.split('\n'))
+        if (isDigest(digest)) keep.add(`${digest.slice(0, 2)}/${digest.slice(2)}`)
     } catch {
       continue
     }
   }
   return keep
+}
+
+/**
+ * Registers a download before any of its objects may enter the store: its parts directory, the
+ * objects gc must keep, and the verified signed index. The caller holds the lock.
+ */
+export async function registerDownload(
+  p: Paths,
+  digest: string,
+  envelope: Buffer,
+  objects: readonly string[],
+): Promise<string> {
+  const dir = downloadDir(p, digest)
+  await mkdir(join(dir, 'parts'), {recursive: true})
+  await writeFileAtomic(join(dir, KEEP_FILE), Buffer.from(objects.map((o) => o + '\n').join(''), 'latin1'))
+  await writeFileAtomic(join(dir, 'release.json'), envelope)
+  return dir
 }
 
 /** Removes download directories other than `except` (caller holds the lock). */

@@ -5,7 +5,7 @@
 // Sweep, in the reverse of deploy's order so a crash leaves only unreferenced files:
 // entries of dropped deployments → their directories → images → kernels → objects.
 // Runs under the sysroot lock: no deploy can be importing meanwhile. Objects listed by a pull in
-// progress or a staged download (composefs/downloads/*/release.json, src/deploy/downloads.ts)
+// progress or a staged download (composefs/downloads/*/keep, src/deploy/downloads.ts)
 // are kept too: a pull registers its release under the lock before its first object arrives.
 
 import {lstat, readdir, rm} from 'node:fs/promises'

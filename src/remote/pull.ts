@@ -10,7 +10,7 @@
 // Any failure leaves the deployments untouched and the store with verified objects only; the
 // next pull resumes (HTTP Range) and fetches only what is still missing.
 
-import {mkdir, open, readFile, rename, rm, writeFile} from 'node:fs/promises'
+import {open, readFile, rename, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {InvalidInputError} from '../errors.js'
@@ -22,8 +22,8 @@ import {Paths, requireSysroot} from '../deploy/paths.js'
 import {ObjectStore} from '../store/objects.js'
 import {withLock} from '../system/lock.js'
 import {forEachLimit} from '../util/concurrency.js'
-import {exists, writeFileAtomic} from '../util/fs.js'
-import {downloadDir, listDownloads, removeDownloads} from '../deploy/downloads.js'
+import {exists} from '../util/fs.js'
+import {downloadDir, listDownloads, registerDownload, removeDownloads} from '../deploy/downloads.js'
 import {fetchVerified} from './fetch.js'
 import {DEFAULT_CONNECTIONS} from './http.js'
 import {loadPublicKey, Release, ReleaseObject, SignatureError, verifyRelease} from './index.js'
@@ -184,11 +184,14 @@ async function pullFrom(
   }
 
   // Register the download before any of its objects can enter the store (gc reads it under the lock).
-  const dir = downloadDir(paths, release.image.digest)
-  await withLock(paths.lock, lockOpts(opts), async () => {
+  const dir = await withLock(paths.lock, lockOpts(opts), async () => {
     await removeDownloads(paths, release.image.digest)
-    await mkdir(join(dir, 'parts'), {recursive: true})
-    await writeFileAtomic(join(dir, 'release.json'), envelope)
+    return registerDownload(
+      paths,
+      release.image.digest,
+      envelope,
+      release.objects.map((o) => o.digest),
+    )
   })
 
   const imageFile = join(dir, 'image')
