@@ -3,9 +3,10 @@
 // (docs/boot.md explains them). The shell hooks cannot import this file; test/contract.test.ts
 // reads them and fails when they use a name or path other than the ones below.
 //
-// Only what crosses the boundary between the Node side and the boot side is here. Paths the
-// initramfs never reads (the deployment lock's callers, staging, the boot dir's layout) are
-// built by src/deploy/paths.ts from these names.
+// The whole composefs/ tree is here, staging and the lock included: they sit beside what the
+// initramfs reads, and a name added there must not collide with one it reads. What only the
+// deployment verbs use (the default sysroot, the config file, the boot dir's layout, absolute
+// paths on one sysroot) is in src/deploy/paths.ts, built from these names.
 
 import {isDigest} from '../util/digest.js'
 
