@@ -12,6 +12,7 @@ import {join} from 'node:path'
 import {after, test} from 'node:test'
 
 import * as C from '../src/boot/contract.js'
+import {HEALTH_RECORD_DIR, LOADER_GUID} from '../src/boot/health.js'
 import {formatEntry, parseEntry} from '../src/deploy/entries.js'
 import {sysrootPaths} from '../src/deploy/paths.js'
 import {ESP_MOUNT_ROOT} from '../src/system/esp.js'
@@ -110,6 +111,9 @@ test('the health program and its units use the contract names', () => {
   includes(unit, `ConditionKernelCommandLine=|${C.KARG_COMPOSEFS}\n`, 'cfsboot-health.service')
   const re = `(${C.KARG_DIGEST.replace('.', '\\.')}|${C.KARG_COMPOSEFS})=`
   includes(start, re, 'cfsboot-health.start')
+  // What cfsboot status reads back (src/boot/health.ts).
+  includes(health, `RECORDS=\${CFSBOOT_HEALTH_RECORDS:-/var/${HEALTH_RECORD_DIR}}`, 'cfsboot-health')
+  includes(health, `LOADER_GUID=${LOADER_GUID}\n`, 'cfsboot-health')
 })
 
 test('the Node side builds its paths from the contract', () => {
