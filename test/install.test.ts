@@ -23,7 +23,7 @@ import {SYSTEMD_BOOT_DIR} from '../src/install/esp.js'
 import {ESP_TYPE_GUID, LINUX_FS_TYPE_GUID} from '../src/boot/contract.js'
 import {formatBytes, parseSize, planLayout, sfdiskScript} from '../src/install/partition.js'
 import {InstallResult} from '../src/install/result.js'
-import {SEAL_PENDING} from '../src/deploy/seal.js'
+import {SEAL_PENDING} from '../src/boot/contract.js'
 import {
   attachLoop,
   describeBlockDevice,

@@ -23,9 +23,8 @@
 import {readFile} from 'node:fs/promises'
 import ini from 'ini'
 
+import {DEFAULT_VERITY, VerityPolicy} from '../boot/contract.js'
 import {InvalidInputError} from '../errors.js'
-
-export type VerityPolicy = 'require' | 'maybe' | 'off'
 
 export interface Config {
   keepRollback: number
@@ -61,7 +60,7 @@ export const DEFAULT_CONFIG_VALUES: Config = {
   keepRollback: 1,
   kernelArgs: [],
   // Verified by default (as composefs-rs and bootc): every file's content is checked on open.
-  verity: 'require',
+  verity: DEFAULT_VERITY,
   tries: DEFAULT_TRIES,
   uki: null,
   health: {timeout: 90, onFailure: 'reboot'},

@@ -27,6 +27,7 @@ import {exists, fsyncDir, tempPathFor, writeFileAtomic} from '../util/fs.js'
 import {bootedDigest} from './booted.js'
 import {Config} from './config.js'
 import {Deployment, listDeployments, readDeployment, writeDeployment} from './deployments.js'
+import {KARG_DIGEST, KARG_VERITY, SORT_KEY} from '../boot/contract.js'
 import {buildUki, ukiFileName, ukiOsRelease} from '../boot/uki.js'
 import {
   BootEntry,
@@ -41,7 +42,7 @@ import {
 import {carryEtc, EtcMerge} from './etc-merge.js'
 import {findKernel, readImageFile, readOsRelease} from './image-files.js'
 import {importObjects, planImports, Progress} from './import.js'
-import {deploymentDir, imagePath, Paths, requireSysroot, SORT_KEY} from './paths.js'
+import {deploymentDir, imagePath, Paths, requireSysroot} from './paths.js'
 import {SealResult, sealOrMark} from './seal.js'
 
 export interface DeployOptions {
@@ -161,7 +162,7 @@ function entryFor(
     title: entryTitle(d),
     linux: `/${d.kernel.dir}/vmlinuz`,
     initrd: `/${d.kernel.dir}/initramfs.img`,
-    options: [`cfsboot.verity=${config.verity}`, ...config.kernelArgs],
+    options: [`${KARG_VERITY}=${config.verity}`, ...config.kernelArgs],
     sortKey: SORT_KEY,
     version: String(generation),
   }
@@ -182,7 +183,7 @@ async function writeUki(
   entries: BootEntry[],
   added: string[],
 ): Promise<BootEntry> {
-  const options = [`cfsboot.verity=${config.verity}`, ...config.kernelArgs]
+  const options = [`${KARG_VERITY}=${config.verity}`, ...config.kernelArgs]
   const title = entryTitle(d)
   const file = ukiFileName(generation, d.digest, triesLeft)
   await mkdir(paths.ukis, {recursive: true})
@@ -191,7 +192,7 @@ async function writeUki(
     await buildUki({
       kernel: kernel.vmlinuz,
       initramfs: kernel.initramfs,
-      cmdline: [`cfsboot.digest=${d.digest}`, ...options].join(' '),
+      cmdline: [`${KARG_DIGEST}=${d.digest}`, ...options].join(' '),
       osrel: ukiOsRelease(d.osRelease, title),
       out: tmp,
       key: keys.key,

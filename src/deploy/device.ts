@@ -21,7 +21,7 @@ import {readdir, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {CfsError} from '../errors.js'
-import {ESP_PARTLABEL} from '../boot/contract.js'
+import {ENTRY_PREFIX, ESP_PARTLABEL} from '../boot/contract.js'
 import {
   allPartitions,
   diskPartitions,
@@ -34,7 +34,7 @@ import {
 } from '../system/esp.js'
 import {readMountInfo} from '../system/mountinfo.js'
 import {Config, loadConfig} from './config.js'
-import {DEFAULT_SYSROOT, ENTRY_PREFIX, Paths, requireSysroot, sysrootPaths} from './paths.js'
+import {DEFAULT_SYSROOT, Paths, requireSysroot, sysrootPaths} from './paths.js'
 
 /** Where an already mounted ESP is looked for, most specific first. */
 export const ESP_MOUNT_CANDIDATES = ['/boot/efi', '/efi', '/boot']

@@ -22,7 +22,8 @@ import {join} from 'node:path'
 
 import {parseOsRelease, parseUkiName, readUkiSections, ukiFileName} from '../boot/uki.js'
 import {fsyncDir, writeFileAtomic} from '../util/fs.js'
-import {DIGEST_KARG, ENTRY_PREFIX, isDigest, SORT_KEY} from './paths.js'
+import {digestFromCmdline, ENTRY_PREFIX, KARG_DIGEST, SORT_KEY, splitKernelArgs} from '../boot/contract.js'
+import {isDigest} from './paths.js'
 
 export type EntryKind = 'bls' | 'uki'
 
@@ -68,10 +69,18 @@ export function entryFileName(id: string, triesLeft: number | null, triesDone: n
 /** The UKI directory of a boot dir whose entries directory is `entriesDir` (BOOT/loader/entries). */
 export const ukiDirFor = (entriesDir: string): string => join(entriesDir, '..', '..', 'EFI', 'Linux')
 
+/**
+ * The digest an entry boots, by the initramfs's rule (digestFromCmdline: the last
+ * cfsboot.digest=, else composefs=; '' when that is not a digest), and the other arguments as
+ * written. Every cfsboot.digest= is dropped from the options: writeEntry puts back the one
+ * that counted, so a rewritten entry boots what it booted before.
+ */
 function splitCmdline(cmdline: string): {digest: string; options: string[]} {
-  const options = cmdline.split(/\s+/).filter(Boolean)
-  const karg = options.find((o) => o.startsWith(DIGEST_KARG + '='))
-  return {digest: karg?.slice(DIGEST_KARG.length + 1) ?? '', options: options.filter((o) => o !== karg)}
+  const args = splitKernelArgs(cmdline)
+  return {
+    digest: digestFromCmdline(cmdline) ?? '',
+    options: args.filter((a) => a.key !== KARG_DIGEST).map((a) => a.raw),
+  }
 }
 
 /** Parses one BLS entry; null when it is not a valid cfsboot entry. */
@@ -144,7 +153,7 @@ export function formatEntry(
     `sort-key ${e.sortKey ?? SORT_KEY}`,
     `linux ${e.linux}`,
     `initrd ${e.initrd}`,
-    `options ${[`${DIGEST_KARG}=${e.digest}`, ...e.options].join(' ')}`,
+    `options ${[`${KARG_DIGEST}=${e.digest}`, ...e.options].join(' ')}`,
     '',
   ].join('\n')
 }

@@ -1,19 +1,24 @@
-// Where everything lives on the physical root (docs/design.md draws the tree). One place for
-// every path and name, so the deploy verbs, GC, fsck and the initramfs agree.
+// Absolute paths on one physical root, built from the boot contract's relative names
+// (src/boot/contract.ts owns every name the initramfs or the health program also reads). What
+// is only the deployment verbs' business stays here: the default mount point and config file,
+// and the boot dir's layout (the boot loader's, not the initramfs's).
 
 import {stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
+import {
+  COMPOSEFS_DIR,
+  DEPLOYMENTS_DIR,
+  IMAGES_DIR,
+  LOCK_FILE,
+  OBJECTS_DIR,
+  STAGING_DIR,
+  VAR_DIR,
+} from '../boot/contract.js'
 import {InvalidInputError} from '../errors.js'
 
 export const DEFAULT_SYSROOT = '/sysroot'
 export const DEFAULT_CONFIG = '/etc/cfsboot/cfsboot.conf'
-/** The kernel command line parameter that names the image to boot. */
-export const DIGEST_KARG = 'cfsboot.digest'
-/** Where the initramfs records what it booted. */
-export const DEFAULT_RUN_DIR = '/run/cfsboot'
-export const ENTRY_PREFIX = 'cfsboot-'
-export const SORT_KEY = 'cfsboot'
 
 export interface Paths {
   sysroot: string
@@ -32,17 +37,16 @@ export interface Paths {
 }
 
 export function sysrootPaths(sysroot: string, bootDir?: string): Paths {
-  const composefs = join(sysroot, 'composefs')
   const boot = bootDir ?? join(sysroot, 'boot')
   return {
     sysroot,
-    composefs,
-    objects: join(composefs, 'objects'),
-    images: join(composefs, 'images'),
-    deployments: join(composefs, 'deployments'),
-    staging: join(composefs, 'staging'),
-    lock: join(composefs, 'cfsboot.lock'),
-    var: join(sysroot, 'var'),
+    composefs: join(sysroot, COMPOSEFS_DIR),
+    objects: join(sysroot, OBJECTS_DIR),
+    images: join(sysroot, IMAGES_DIR),
+    deployments: join(sysroot, DEPLOYMENTS_DIR),
+    staging: join(sysroot, STAGING_DIR),
+    lock: join(sysroot, LOCK_FILE),
+    var: join(sysroot, VAR_DIR),
     bootDir: boot,
     entries: join(boot, 'loader', 'entries'),
     ukis: join(boot, 'EFI', 'Linux'),

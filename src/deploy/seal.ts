@@ -11,15 +11,13 @@
 
 import {join} from 'node:path'
 
+import {SEAL_PENDING} from '../boot/contract.js'
 import {CfsError} from '../errors.js'
 import {Paths} from './paths.js'
 import {ObjectRef} from '../image/load.js'
 import {tryEnableVerity} from '../system/disk.js'
 import {kernelHasFsVerity} from '../system/kernel.js'
 import {writeFileAtomic} from '../util/fs.js'
-
-/** Relative to the physical root. The initramfs (dracut/) looks for the same name. */
-export const SEAL_PENDING = 'composefs/seal-pending'
 
 export interface SealResult {
   /**

@@ -2,7 +2,7 @@
 
 import {formatBytes} from './partition.js'
 import {InstallResult} from './result.js'
-import {SEAL_PENDING} from '../deploy/seal.js'
+import {SEAL_PENDING} from '../boot/contract.js'
 
 export function formatInstall(r: InstallResult): string {
   const lines = [`installed ${r.digest} on ${r.target.path}`]

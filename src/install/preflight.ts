@@ -7,6 +7,7 @@
 import {lstat, readdir, realpath, stat} from 'node:fs/promises'
 import {resolve} from 'node:path'
 
+import {COMPOSEFS_DIR} from '../boot/contract.js'
 import {CfsError, InvalidInputError, TargetRefusal} from '../errors.js'
 import {
   BlockDevice,
@@ -278,7 +279,7 @@ export async function checkTargetDirectory(dirArg: string): Promise<string> {
     )
   }
   const names = await readdir(dir)
-  if (names.includes('composefs')) {
+  if (names.includes(COMPOSEFS_DIR)) {
     throw new UnsafeTargetError(
       'EHASDATA',
       `${dir} already holds a cfsboot system (composefs/); use cfsboot deploy to add an image`,
