@@ -23,7 +23,9 @@ const DRACUT = join(REPO, 'dracut', '90cfsboot')
 const HEALTH = join(REPO, 'templates', 'health')
 const read = (dir: string, f: string): string => readFileSync(join(dir, f), 'utf8')
 const lib = read(DRACUT, 'cfsboot-lib.sh')
-const mountHook = read(DRACUT, 'cfsboot-mount.sh')
+/** The mount step's body, shared by both initramfs flavours (the shell hook and the systemd unit's
+ * script each call it). */
+const mountHook = lib.slice(lib.indexOf('cfsboot_mount() {'))
 const cmdlineHook = read(DRACUT, 'cfsboot-cmdline.sh')
 const health = read(HEALTH, 'cfsboot-health')
 const unit = read(HEALTH, 'cfsboot-health.service')
@@ -48,7 +50,7 @@ test('the initramfs reads the kernel arguments and defaults the contract names',
   includes(lib, `getarg ${C.KARG_ROOT}=`, 'cfsboot-lib.sh')
   includes(lib, `\${_p:-${C.DEFAULT_VERITY}}`, 'cfsboot-lib.sh (default policy)')
   includes(lib, `\${_r:-${C.DEFAULT_ROOT}}`, 'cfsboot-lib.sh (default root)')
-  includes(mountHook, `${C.VERITY_POLICIES.join(' | ')})`, 'cfsboot-mount.sh (policy check)')
+  includes(mountHook, `${C.VERITY_POLICIES.join(' | ')})`, 'cfsboot_mount (policy check)')
   // cfsboot.digest= is asked first: it wins over composefs= (digestFromCmdline does the same).
   assert.ok(lib.indexOf(`getarg ${C.KARG_DIGEST}=`) < lib.indexOf(`getarg ${C.KARG_COMPOSEFS}=`))
 })
@@ -78,12 +80,12 @@ test('the mount hook uses the contract layout of the physical root and its run d
   includes(lib, `CFSBOOT_RUN=${C.RUN_DIR}\n`, 'cfsboot-lib.sh')
   includes(lib, `$CFSBOOT_SYSROOT/${C.OBJECTS_DIR}`, 'cfsboot-lib.sh (cfsboot_seal)')
   includes(lib, `$CFSBOOT_SYSROOT/${C.SEAL_PENDING}`, 'cfsboot-lib.sh (cfsboot_seal)')
-  includes(mountHook, `$CFSBOOT_SYSROOT/${C.IMAGES_DIR}/$_digest`, 'cfsboot-mount.sh')
-  includes(mountHook, `$CFSBOOT_SYSROOT/${C.DEPLOYMENTS_DIR}/$_digest`, 'cfsboot-mount.sh')
-  includes(mountHook, `$CFSBOOT_SYSROOT/${C.SEAL_PENDING}`, 'cfsboot-mount.sh')
-  includes(mountHook, `::$CFSBOOT_SYSROOT/${C.OBJECTS_DIR}`, 'cfsboot-mount.sh (overlay lowerdir)')
-  includes(mountHook, `$CFSBOOT_SYSROOT/${C.VAR_DIR}"`, 'cfsboot-mount.sh (/var)')
-  includes(mountHook, `"$CFSBOOT_RUN/${C.BOOTED_RECORD}"`, 'cfsboot-mount.sh')
+  includes(mountHook, `$CFSBOOT_SYSROOT/${C.IMAGES_DIR}/$_digest`, 'cfsboot_mount')
+  includes(mountHook, `$CFSBOOT_SYSROOT/${C.DEPLOYMENTS_DIR}/$_digest`, 'cfsboot_mount')
+  includes(mountHook, `$CFSBOOT_SYSROOT/${C.SEAL_PENDING}`, 'cfsboot_mount')
+  includes(mountHook, `::$CFSBOOT_SYSROOT/${C.OBJECTS_DIR}`, 'cfsboot_mount (overlay lowerdir)')
+  includes(mountHook, `$CFSBOOT_SYSROOT/${C.VAR_DIR}"`, 'cfsboot_mount (/var)')
+  includes(mountHook, `"$CFSBOOT_RUN/${C.BOOTED_RECORD}"`, 'cfsboot_mount')
   // The cmdline hook claims the root only for a digest, through the same library function.
   includes(cmdlineHook, '$(cfsboot_digest)', 'cfsboot-cmdline.sh')
   includes(cmdlineHook, '$(cfsboot_root_dev)', 'cfsboot-cmdline.sh')
@@ -91,7 +93,7 @@ test('the mount hook uses the contract layout of the physical root and its run d
 
 test('the booted.json the mount hook writes is what parseBootedRecord reads', () => {
   const m = /printf '(\{[^']*\})\\n' \\\n\s*"\$_digest" "\$_policy" "\$_image_verity" "\$_ms"/.exec(mountHook)
-  assert.ok(m, 'cfsboot-mount.sh: the booted.json printf (format and arguments) not found')
+  assert.ok(m, 'cfsboot_mount: the booted.json printf (format and arguments) not found')
   const values = [D, 'maybe', 'false', '37']
   const text = m[1]!.replace(/%s/g, () => values.shift()!)
   assert.equal(values.length, 0, 'the format has as many %s as arguments')
@@ -251,4 +253,17 @@ test('parseEntry: the digest by the initramfs rule, the other options as written
   assert.equal(parseEntry(`other-${D.slice(0, 16)}.conf`, ENTRY(`${C.KARG_DIGEST}=${D}`)), null)
   // A version that is not a generation number.
   assert.equal(parseEntry(FILE, ENTRY(`${C.KARG_DIGEST}=${D}`).replace('version 3', 'version x')), null)
+})
+
+test('both initramfs flavours run the one mount step', () => {
+  assert.match(
+    read(DRACUT, 'cfsboot-mount.sh'),
+    /^\s*cfsboot_mount\s*$/m,
+    'the shell hook calls cfsboot_mount',
+  )
+  assert.match(
+    read(DRACUT, 'cfsboot-setup-root.sh'),
+    /^\s*cfsboot_mount\s*$/m,
+    'the systemd unit script calls it',
+  )
 })

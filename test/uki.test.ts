@@ -235,7 +235,8 @@ describe('deployments with UKIs and boot counting', {skip}, () => {
       [img[1]!.digest, img[0]!.digest],
     )
     assert.equal(entries[0]!.kind, 'uki')
-    assert.deepEqual(entries[0]!.options, ['cfsboot.verity=maybe', 'console=ttyS0'])
+    // The default policy (verity = require): cfsboot.conf here sets only the kernel arguments.
+    assert.deepEqual(entries[0]!.options, ['cfsboot.verity=require', 'console=ttyS0'])
 
     // The boot loader used up v2's tries: v1 boots by default again.
     const failed = ukiFileName(2, img[1]!.digest, 0, 2)
