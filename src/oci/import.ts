@@ -68,15 +68,21 @@ export async function importImage(ref: ImageReference, opts: ImportOptions = {})
   const tree = new LayerTree()
   const result = {cached: 0, added: 0, present: 0}
   for (const [i, layer] of layers.entries()) {
-    let entries: LayerEntry[] | null = store ? await loadLayerRecord(store, layer.diffId) : null
-    if (entries) result.cached++
-    else {
+    const cached = store ? await loadLayerRecord(store, layer.diffId) : null
+    if (cached) {
+      result.cached++
+      tree.apply(cached, i)
+    } else {
+      let entries: LayerEntry[]
       const staging = store ? await store.stage() : null
       try {
         entries = await readLayer(layer, {
           staging,
           ...(opts.maxLayerBytes !== undefined && {maxLayerBytes: opts.maxLayerBytes}),
         })
+        // Applied before the commit: a layer the tree refuses (a hardlink to nothing, a path
+        // through a symlink) adds no object either.
+        tree.apply(entries, i)
       } catch (err) {
         await staging?.abort()
         if (err instanceof InvalidInputError) err.message = `${layer.digest ?? layer.diffId}: ${err.message}`
@@ -89,7 +95,6 @@ export async function importImage(ref: ImageReference, opts: ImportOptions = {})
         await saveLayerRecord(store, layer.diffId, entries)
       }
     }
-    tree.apply(entries, i)
     opts.onLayer?.(i + 1, layers.length)
   }
   const {root, files} = tree.finish()

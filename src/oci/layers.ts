@@ -162,6 +162,17 @@ async function peek(src: AsyncIterable<Buffer>): Promise<{first: Buffer; all: As
   return {first, all: all()}
 }
 
+/** zlib's errors (corrupt data, a bad trailer) are bad input, said in one line. */
+async function* zlibErrors(src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  try {
+    yield* src
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code?.startsWith('Z_')) throw new InvalidInputError(`layer: gzip: ${(err as Error).message}`)
+    throw err
+  }
+}
+
 interface Decompressed {
   out: AsyncIterable<Buffer>
   finish: () => Promise<void>
@@ -174,7 +185,7 @@ function decompress(first: Buffer, src: AsyncIterable<Buffer>): Decompressed {
     const input = Readable.from(src)
     input.on('error', (err) => gz.destroy(err))
     input.pipe(gz)
-    return {out: gz, finish: async () => undefined, kill: () => gz.destroy()}
+    return {out: zlibErrors(gz), finish: async () => undefined, kill: () => gz.destroy()}
   }
   if (first.readUInt32LE(0) === 0xfd2fb528) {
     const z = zstdDecompress(src)
