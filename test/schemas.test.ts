@@ -21,15 +21,19 @@ const SCHEMAS: Record<string, string> = {
   'image/info': 'image-info',
   'image/objects': 'image-objects',
   initramfs: 'initramfs',
+  keygen: 'keygen',
   'install/to-disk': 'install',
   'install/to-filesystem': 'install',
   mount: 'mount',
   pin: 'pin',
+  publish: 'publish',
+  pull: 'pull',
   rollback: 'rollback',
   status: 'status',
   umount: 'umount',
   undeploy: 'undeploy',
   unpin: 'pin',
+  upgrade: 'pull',
 }
 
 /** Runs a command that takes no sysroot flags with --json; returns its parsed output. */

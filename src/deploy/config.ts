@@ -12,6 +12,13 @@
 //   [health]                 read by the on-device marking program (templates/health/cfsboot-health)
 //   timeout = 90             seconds each health check may run
 //   on-failure = reboot      reboot | none: what a failed check does (reboot lets the tries run out)
+//   [remote]                 where `cfsboot upgrade` looks (docs/commands/upgrade.md)
+//   url = https://…/fleet    a static repository, or oci://HOST/REPO
+//   channel = stable         release channel (the OCI tag)
+//   trusted-keys = /etc/cfsboot/keys/release.pub …   ed25519 public keys (PEM) an index must be signed by
+//   ca-file, insecure, timeout, connections, username, password-file
+//   [publish]
+//   key = /path/release.key  ed25519 private key (PEM) that `cfsboot publish` signs with
 
 import {readFile} from 'node:fs/promises'
 import ini from 'ini'
@@ -28,6 +35,23 @@ export interface Config {
   /** Secure Boot signing key and certificate for UKIs; null: plain BLS entries. */
   uki: {key: string; cert: string} | null
   health: {timeout: number; onFailure: 'reboot' | 'none'}
+  remote: RemoteConfig
+  /** Key `cfsboot publish` signs with. */
+  publishKey: string | null
+}
+
+export interface RemoteConfig {
+  url: string | null
+  channel: string
+  trustedKeys: string[]
+  caFile: string | null
+  /** Plain http for oci:// (https:// and http:// URLs say it themselves). */
+  insecure: boolean
+  /** Seconds a server may stay silent. */
+  timeout: number
+  connections: number
+  username: string | null
+  passwordFile: string | null
 }
 
 /** Boot counting tries of a new deployment unless cfsboot.conf says otherwise. */
@@ -40,6 +64,46 @@ export const DEFAULT_CONFIG_VALUES: Config = {
   tries: DEFAULT_TRIES,
   uki: null,
   health: {timeout: 90, onFailure: 'reboot'},
+  remote: {
+    url: null,
+    channel: 'stable',
+    trustedKeys: [],
+    caFile: null,
+    insecure: false,
+    timeout: 30,
+    connections: 16,
+    username: null,
+    passwordFile: null,
+  },
+  publishKey: null,
+}
+
+function absolute(v: unknown, key: string): string {
+  const s = String(v).trim()
+  if (!s.startsWith('/')) throw new InvalidInputError(`cfsboot.conf: ${key} must be an absolute path`)
+  return s
+}
+
+function parseRemote(r: Record<string, unknown>): RemoteConfig {
+  const c: RemoteConfig = {...DEFAULT_CONFIG_VALUES.remote}
+  const str = (k: string): string | null => (typeof r[k] === 'string' && r[k].trim() ? r[k].trim() : null)
+  c.url = str('url')
+  if (str('channel')) {
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(str('channel')!))
+      throw new InvalidInputError('cfsboot.conf: remote.channel must be a tag-like name')
+    c.channel = str('channel')!
+  }
+  if (str('trusted-keys'))
+    c.trustedKeys = str('trusted-keys')!
+      .split(/\s+/)
+      .map((k) => absolute(k, 'remote.trusted-keys'))
+  if (str('ca-file')) c.caFile = absolute(str('ca-file'), 'remote.ca-file')
+  if (r['insecure'] !== undefined) c.insecure = r['insecure'] === true || r['insecure'] === 'true'
+  if (r['timeout'] !== undefined) c.timeout = int(r['timeout'], 'remote.timeout', 1, 3600)
+  if (r['connections'] !== undefined) c.connections = int(r['connections'], 'remote.connections', 1, 256)
+  c.username = str('username')
+  if (str('password-file')) c.passwordFile = absolute(str('password-file'), 'remote.password-file')
+  return c
 }
 
 function int(v: unknown, key: string, min: number, max: number): number {
@@ -91,6 +155,10 @@ export function parseConfig(text: string): Config {
       )
     c.health.onFailure = v
   }
+  c.remote = parseRemote(raw['remote'] ?? {})
+  const pub = raw['publish'] ?? {}
+  if (pub['key'] !== undefined && String(pub['key']).trim())
+    c.publishKey = absolute(pub['key'], 'publish.key')
   return c
 }
 

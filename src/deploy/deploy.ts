@@ -57,6 +57,8 @@ export interface DeployOptions {
   uki?: {key: string; cert: string} | null
   /** Count the new entry's boot tries (default true; install's factory deployment does not). */
   countTries?: boolean
+  /** Objects already in the store that still need fs-verity enabled (a pull's downloads). */
+  seal?: ObjectRef[]
 }
 
 export interface DeployResult {
@@ -417,7 +419,7 @@ async function stageAndSwitch(opts: DeployOptions, img: LoadedImage, added: stri
   }
 
   // fs-verity on the new image and objects where this kernel can, else the first boot seals them.
-  const verity = await sealOrMark(paths, imgFile, missing)
+  const verity = await sealOrMark(paths, imgFile, [...missing, ...(opts.seal ?? [])])
 
   const kernel = await installKernel(img, paths, [paths.objects], added)
 

@@ -4,7 +4,9 @@
 // images (parsed: every object they reference), their kernel directories and entries.
 // Sweep, in the reverse of deploy's order so a crash leaves only unreferenced files:
 // entries of dropped deployments → their directories → images → kernels → objects.
-// Runs under the sysroot lock: no deploy can be importing meanwhile.
+// Runs under the sysroot lock: no deploy can be importing meanwhile. Objects listed by a pull in
+// progress or a staged download (composefs/downloads/*/release.json, src/remote/downloads.ts)
+// are kept too: a pull registers its release under the lock before its first object arrives.
 
 import {lstat, readdir, rm} from 'node:fs/promises'
 import {join} from 'node:path'
@@ -14,6 +16,7 @@ import {ObjectStore} from '../store/objects.js'
 import {objectPath} from '../tree/node.js'
 import {fsyncDir} from '../util/fs.js'
 import {Config} from './config.js'
+import {downloadRoots} from '../remote/downloads.js'
 import {removeEntry} from './entries.js'
 import {loadImage, referencedObjects} from './images.js'
 import {imagePath, isDigest, Paths} from './paths.js'
@@ -90,6 +93,7 @@ export async function gc(opts: {
       }
       for (const r of referencedObjects(img.root)) keptObjects.add(r.path)
     }
+    for (const path of await downloadRoots(paths)) keptObjects.add(path)
 
     // Sweep: entries first (dropped deployments' and dangling ones), then deployment dirs.
     for (const e of [

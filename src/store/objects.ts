@@ -162,6 +162,33 @@ export class ObjectStore {
   }
 
   /**
+   * Moves a file whose fs-verity digest the caller has just checked (a verified download) into
+   * the store under that digest: fsync, then link(2) into place (never replacing an object) and
+   * the temporary name removed. `path` must be on the store's filesystem.
+   */
+  async adoptVerified(path: string, digest: Uint8Array): Promise<ImportResult> {
+    const hex = checkDigest(digest)
+    const fanout = join(this.dir, hex.slice(0, 2))
+    const final = join(fanout, hex.slice(2))
+    try {
+      if (await isRegularFile(final)) return 'present'
+      await this.ensureFanout(fanout)
+      await chmod(path, OBJECT_MODE)
+      await fsyncPath(path, constants.O_RDONLY)
+      try {
+        await link(path, final)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+        return 'present'
+      }
+      this.dirty.add(fanout)
+      return 'added'
+    } finally {
+      await unlink(path).catch(() => undefined)
+    }
+  }
+
+  /**
    * fsyncs every directory changed since the last flush, each once. Their order does not matter:
    * every object was fsynced before it got its name, so any subset of durable names is valid.
    */
