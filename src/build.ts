@@ -4,7 +4,8 @@
 //                                        └► copy into OBJECTS/xx/yyyy… (once per digest)
 //   ─► write the EROFS image to a temporary name, fsync, rename (no half-written image, ever)
 //
-// From a container image (SOURCE `oci:DIR`, `oci-archive:FILE`, `docker-archive:FILE`, see
+// From a container image (SOURCE `oci:DIR`, `oci-archive:FILE`, `docker-archive:FILE`,
+// `docker://HOST/REPO:TAG`, see
 // src/oci/) the tree is assembled from the layers as they stream, contents going into the
 // objects dir on the way; the image written is the one a build of the unpacked image gives.
 //
@@ -44,6 +45,8 @@ export interface BuildOptions {
   platform?: string
   /** Container images: bound on one layer's decompressed bytes. */
   maxLayerBytes?: number
+  /** docker:// sources: plain http instead of https (a registry on loopback or a trusted network). */
+  insecure?: boolean
   onProgress?: (p: BuildProgress) => void
 }
 
@@ -200,6 +203,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
       ...(opts.objects !== undefined && {objects: opts.objects}),
       ...(opts.platform !== undefined && {platform: opts.platform}),
       ...(opts.maxLayerBytes !== undefined && {maxLayerBytes: opts.maxLayerBytes}),
+      ...(opts.insecure && {registry: {insecure: true}}),
       onLayer: (done, total) => opts.onProgress?.({phase: 'layers', done, total}),
     })
     root = imported.root

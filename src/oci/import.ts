@@ -6,14 +6,16 @@
 // to the tree (tree.ts). On any failure the staging area is removed: the store keeps only
 // verified objects, and build writes no image.
 
-import {InvalidInputError, UnsupportedError} from '../errors.js'
+import {InvalidInputError} from '../errors.js'
+import type {RegistryOptions} from '../remote/registry.js'
 import {ObjectStore} from '../store/objects.js'
 import type {FsNode} from '../tree/node.js'
 import {loadLayerRecord, saveLayerRecord} from './cache.js'
 import {readLayer, type LayerEntry, type LayerSource} from './layers.js'
 import {dockerArchiveImage, OciLayout} from './layout.js'
-import {parsePlatform, resolveImage, type Platform} from './manifest.js'
+import {parsePlatform, resolveImage, type BlobSource, type Platform} from './manifest.js'
 import type {ImageReference} from './reference.js'
+import {RegistrySource} from './registry.js'
 import {LayerTree} from './tree.js'
 
 export interface ImportOptions {
@@ -22,6 +24,8 @@ export interface ImportOptions {
   /** OS/ARCH[/VARIANT] to pick from a multi-arch index; default: the running machine. */
   platform?: string
   maxLayerBytes?: number
+  /** docker:// sources: the registry client's options (plain http, CA, credentials). */
+  registry?: RegistryOptions
   onLayer?: (done: number, total: number) => void
 }
 
@@ -37,18 +41,34 @@ export interface ImportResult {
 async function layerSources(
   ref: ImageReference,
   platform: Platform | null,
-): Promise<{image: string; layers: LayerSource[]}> {
-  if (ref.transport === 'docker')
-    throw new UnsupportedError(`docker:// sources are not supported yet (no registry client): ${ref.name}`)
+  registry: RegistryOptions,
+): Promise<{image: string; layers: LayerSource[]; close: () => Promise<void>}> {
   if (ref.transport === 'docker-archive') {
     const img = await dockerArchiveImage(ref.path, ref.tag)
     return {
       image: img.id,
       layers: img.layers.map((l) => ({digest: l.digest, size: null, diffId: l.diffId, open: l.open})),
+      close: async () => undefined,
+    }
+  }
+  if (ref.transport === 'docker') {
+    const src = new RegistrySource(`docker://${ref.name}`, registry)
+    try {
+      return {...(await sourceLayers(src, platform)), close: () => src.close()}
+    } catch (err) {
+      await src.close()
+      throw err
     }
   }
   const src =
     ref.transport === 'oci' ? OciLayout.dir(ref.path, ref.tag) : await OciLayout.archive(ref.path, ref.tag)
+  return {...(await sourceLayers(src, platform)), close: async () => undefined}
+}
+
+async function sourceLayers(
+  src: BlobSource,
+  platform: Platform | null,
+): Promise<{image: string; layers: LayerSource[]}> {
   const img = await resolveImage(src, platform)
   return {
     image: img.manifestDigest,
@@ -63,7 +83,19 @@ async function layerSources(
 
 export async function importImage(ref: ImageReference, opts: ImportOptions = {}): Promise<ImportResult> {
   const platform = opts.platform !== undefined ? parsePlatform(opts.platform) : null
-  const {image, layers} = await layerSources(ref, platform)
+  const {image, layers, close} = await layerSources(ref, platform, opts.registry ?? {})
+  try {
+    return await importLayers(image, layers, opts)
+  } finally {
+    await close()
+  }
+}
+
+async function importLayers(
+  image: string,
+  layers: LayerSource[],
+  opts: ImportOptions,
+): Promise<ImportResult> {
   const store = opts.objects !== undefined ? new ObjectStore(opts.objects) : null
   const tree = new LayerTree()
   const result = {cached: 0, added: 0, present: 0}
