@@ -10,7 +10,7 @@ import {execa} from 'execa'
 import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
-import {CfsError, ExitCode, UnsupportedError} from '../errors.js'
+import {InvalidInputError, UnsupportedError} from '../errors.js'
 import {firstLine} from './exec.js'
 
 export interface Decompression {
@@ -48,11 +48,8 @@ export function zstdDecompress(input: AsyncIterable<Buffer>): Decompression {
       })
       if (r.failed && !r.isTerminated) {
         const stderr = Buffer.from(r.stderr as unknown as Uint8Array).toString()
-        throw new CfsError(
-          'ETOOL',
-          `zstd failed: ${firstLine(stderr) || `exit code ${r.exitCode}`}`,
-          ExitCode.BadInput,
-        )
+        // The input is what is wrong (a corrupt layer): bad input, not a tool failure.
+        throw new InvalidInputError(`layer: zstd: ${firstLine(stderr) || `exit code ${r.exitCode}`}`)
       }
     },
   }
