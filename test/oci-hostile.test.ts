@@ -171,3 +171,30 @@ test('oci hostile: truncated archives and bad header checksums are refused', asy
   broken[broken.length - 5] ^= 0xff // the trailer's CRC/size
   await refused(t, [{...gz, blob: broken}], 'EINVALID')
 })
+
+test('oci: staged objects are invisible until commit, and a crash leaves only what cleanTemporary removes', async (t) => {
+  const work = tempDir(t)
+  const store = new ObjectStore(join(work, 'objects'))
+  const data = Buffer.alloc(10_000, 3)
+  const staging = await store.stage()
+  const w = await staging.create()
+  await w.write(data.subarray(0, 4000))
+  await w.write(data.subarray(4000))
+  const digest = await w.end()
+  assert.deepEqual(digest, fsverityDigest(data))
+  assert.equal(await store.has(digest), false)
+  // A second staging area that is never committed (the process "crashed").
+  const crashed = await store.stage()
+  await (await crashed.create()).write(Buffer.alloc(5000, 9))
+  assert.deepEqual(await staging.commit(), {added: 1, present: 0})
+  assert.equal(await store.has(digest), true)
+  assert.deepEqual(readFileSync(store.path(digest)), data)
+  assert.equal(await store.cleanTemporary(), 1)
+  assert.deepEqual(readdirSync(store.dir).sort(), [store.path(digest).split('/').at(-2)!])
+  // Staging the same content again adds nothing.
+  const again = await store.stage()
+  const w2 = await again.create()
+  await w2.write(data)
+  await w2.end()
+  assert.deepEqual(await again.commit(), {added: 0, present: 0})
+})
