@@ -185,7 +185,14 @@ function decompress(first: Buffer, src: AsyncIterable<Buffer>): Decompressed {
     const input = Readable.from(src)
     input.on('error', (err) => gz.destroy(err))
     input.pipe(gz)
-    return {out: zlibErrors(gz), finish: async () => undefined, kill: () => gz.destroy()}
+    return {
+      out: zlibErrors(gz),
+      finish: async () => undefined,
+      kill: () => {
+        gz.destroy()
+        input.destroy() // ends the generators below it, which close the blob's stream
+      },
+    }
   }
   if (first.readUInt32LE(0) === 0xfd2fb528) {
     const z = zstdDecompress(src)
@@ -258,6 +265,7 @@ export async function readLayer(layer: LayerSource, opts: ReadLayerOptions): Pro
     await dec.finish()
   } catch (err) {
     dec.kill()
+    await reader.close()
     throw err
   }
   const blobDigest = `sha256:${blobHash.digest('hex')}`

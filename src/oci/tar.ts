@@ -246,6 +246,11 @@ export class ByteReader {
     for await (const _ of this.chunks(n));
   }
 
+  /** Stops reading early: ends the source (closing whatever stream it reads). */
+  async close(): Promise<void> {
+    await this.it.return?.().catch(() => undefined)
+  }
+
   /** Reads what is left of the stream (so a hash over all of it completes). */
   async drain(): Promise<void> {
     while (await this.fill()) {
