@@ -335,6 +335,39 @@ export class ObjectStaging {
     }
   }
 
+  /**
+   * Stages content already in memory (a small file): hashed now, written, fsynced and renamed in
+   * the background, a few at a time, so the caller can go on reading its stream meanwhile.
+   */
+  async addBuffer(data: Buffer): Promise<Buffer> {
+    if (this.failure) throw this.failure
+    const hasher = new FsVerityHasher()
+    hasher.update(data)
+    const digest = hasher.digest()
+    const hex = digest.toString('hex')
+    if (this.staged.has(hex) || (await this.store.has(digest))) return digest
+    this.staged.add(hex)
+    await this.throttle()
+    const tmp = join(this.dir, `${TEMP_PREFIX}${this.seq++}`)
+    const write = (async () => {
+      try {
+        const fh = await open(tmp, 'wx', OBJECT_MODE)
+        try {
+          await fh.writeFile(data)
+          await fh.sync()
+        } finally {
+          await fh.close()
+        }
+        await rename(tmp, join(this.dir, hex))
+      } catch (err) {
+        this.failure ??= err
+      }
+    })()
+    this.syncs.add(write)
+    void write.finally(() => this.syncs.delete(write))
+    return digest
+  }
+
   private async throttle(): Promise<void> {
     while (this.syncs.size >= STAGING_SYNCS) await Promise.race(this.syncs)
   }
