@@ -9,19 +9,26 @@ export default class Build extends BaseCommand {
   static override description = `Scans SOURCE, stores each regular file's content once in the objects directory under its
 fs-verity digest (OBJECTS/xx/yyyy…), inlines files of 64 bytes or less, and writes the EROFS
 image. Prints the image's fs-verity digest. The same input always gives the same image bytes.
-With --from-dump, SOURCE is a composefs-dump(5) file ("-" for stdin). A failed build leaves no
-output file behind.`
+With --from-dump, SOURCE is a composefs-dump(5) file ("-" for stdin). SOURCE may also be a
+container image: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REPO:TAG], docker://HOST/REPO:TAG (layers
+are streamed, never unpacked; the image equals a build of the unpacked image). A failed build
+leaves no output file behind.`
 
   static override examples = [
     '<%= config.bin %> build rootfs/ -o image.cfs --objects /sysroot/composefs/objects',
     '<%= config.bin %> build --from-dump tree.dump -o image.cfs',
     '<%= config.bin %> build rootfs/ -o image.cfs --json',
+    '<%= config.bin %> build oci:/srv/layout:v1 -o image.cfs --objects /sysroot/composefs/objects',
   ]
 
   static override enableJsonFlag = true
 
   static override args = {
-    source: Args.string({description: 'directory tree, or dump file with --from-dump', required: true}),
+    source: Args.string({
+      description:
+        'directory tree, container image (oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker://HOST/REPO:TAG), or dump file with --from-dump',
+      required: true,
+    }),
   }
 
   static override flags = {
@@ -42,6 +49,13 @@ output file behind.`
       min: 0,
     }),
     threads: Flags.integer({description: 'hashing threads (default: all cores)', min: 1}),
+    insecure: Flags.boolean({
+      description: 'docker:// sources: plain http to the registry (loopback, trusted networks)',
+    }),
+    platform: Flags.string({
+      description:
+        'container images: OS/ARCH[/VARIANT] to take from a multi-arch index (default: this machine)',
+    }),
   }
 
   async run(): Promise<BuildResult> {
@@ -57,6 +71,8 @@ output file behind.`
         minVersion: flags['min-version'],
         maxVersion: flags['max-version'],
         ...(flags.threads !== undefined && {threads: flags.threads}),
+        ...(flags.platform !== undefined && {platform: flags.platform}),
+        ...(flags.insecure && {insecure: true}),
         onProgress: (p) => progress.update(p.phase, p.done, p.total),
       })
       progress.stop()

@@ -4,6 +4,11 @@
 //                                        └► copy into OBJECTS/xx/yyyy… (once per digest)
 //   ─► write the EROFS image to a temporary name, fsync, rename (no half-written image, ever)
 //
+// From a container image (SOURCE `oci:DIR`, `oci-archive:FILE`, `docker-archive:FILE`,
+// `docker://HOST/REPO:TAG`, see
+// src/oci/) the tree is assembled from the layers as they stream, contents going into the
+// objects dir on the way; the image written is the one a build of the unpacked image gives.
+//
 // From a dump (--from-dump) the tree comes from composefs-dump text instead and no objects
 // are touched: a dump names objects by path and digest but carries no file contents.
 
@@ -17,6 +22,8 @@ import {ObjectStore} from './store/objects.js'
 import {FsNode, objectPath} from './tree/node.js'
 import {DiskPath, scanTree, ScannedFile} from './tree/scan.js'
 import {Limits} from './format/erofs/layout.js'
+import {importImage} from './oci/import.js'
+import {parseImageReference} from './oci/reference.js'
 import {forEachLimit} from './util/concurrency.js'
 import {writeFileAtomic} from './util/fs.js'
 import {DigestPool} from './verity/pool.js'
@@ -34,11 +41,17 @@ export interface BuildOptions {
   minVersion?: number
   maxVersion?: number
   threads?: number
+  /** Container images: the platform to pick from a multi-arch index (OS/ARCH[/VARIANT]). */
+  platform?: string
+  /** Container images: bound on one layer's decompressed bytes. */
+  maxLayerBytes?: number
+  /** docker:// sources: plain http instead of https (a registry on loopback or a trusted network). */
+  insecure?: boolean
   onProgress?: (p: BuildProgress) => void
 }
 
 export interface BuildProgress {
-  phase: 'scan' | 'hash' | 'store' | 'write'
+  phase: 'scan' | 'hash' | 'store' | 'write' | 'layers'
   done: number
   total: number
 }
@@ -52,6 +65,8 @@ export interface BuildResult {
   inodes: number
   files: {regular: number; inline: number; external: number; externalBytes: number}
   objects: {dir: string | null; added: number; present: number}
+  /** Set when SOURCE was a container image. */
+  oci?: {image: string; layers: number; cachedLayers: number}
 }
 
 /** Batches that keep both the worker threads and the I/O busy without holding many promises. */
@@ -181,7 +196,27 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   let root: FsNode
   let files = {regular: 0, inline: 0, external: 0, externalBytes: 0}
   let objects = {dir: opts.objects ?? null, added: 0, present: 0}
-  if (opts.fromDump) {
+  let oci: BuildResult['oci']
+  const ref = opts.fromDump ? null : parseImageReference(opts.source)
+  if (ref) {
+    const imported = await importImage(ref, {
+      ...(opts.objects !== undefined && {objects: opts.objects}),
+      ...(opts.platform !== undefined && {platform: opts.platform}),
+      ...(opts.maxLayerBytes !== undefined && {maxLayerBytes: opts.maxLayerBytes}),
+      ...(opts.insecure && {registry: {insecure: true}}),
+      onLayer: (done, total) => opts.onProgress?.({phase: 'layers', done, total}),
+    })
+    root = imported.root
+    const external = imported.files.filter((f) => f.digest)
+    files = {
+      regular: imported.files.length,
+      inline: imported.files.filter((f) => f.content).length,
+      external: external.length,
+      externalBytes: external.reduce((n, f) => n + f.size, 0),
+    }
+    objects = {dir: opts.objects ?? null, ...imported.objects}
+    oci = {image: imported.image, layers: imported.layers.total, cachedLayers: imported.layers.cached}
+  } else if (opts.fromDump) {
     if (opts.objects)
       throw new InvalidInputError(
         '--objects cannot be used with --from-dump: a dump carries no file contents',
@@ -225,5 +260,6 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
     inodes: written.inodes,
     files,
     objects,
+    ...(oci && {oci}),
   }
 }

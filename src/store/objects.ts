@@ -17,20 +17,47 @@
 // object is never replaced, even by two importers racing; the temporary name is then removed.
 // Directory entries are made durable in batches: `flush()` fsyncs each directory touched since
 // the last flush, once. An object is durable after the flush that follows its import.
+//
+// Streamed imports (`stage()`, used by OCI layer imports) write into a staging directory
+// OBJECTS/.staging-<random>/ while hashing: content whose container (a layer) is not verified
+// yet never appears under an object name. `commit()` links the staged objects into place once
+// the caller has checked the container's digest; `abort()` removes them. A staging directory
+// left by a crash is removed by cleanTemporary().
 
 import {randomBytes} from 'node:crypto'
 import {constants} from 'node:fs'
-import {chmod, copyFile, link, lstat, mkdir, open, readdir, rm, unlink} from 'node:fs/promises'
+import {
+  chmod,
+  copyFile,
+  link,
+  lstat,
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  rename,
+  rm,
+  unlink,
+} from 'node:fs/promises'
+import type {FileHandle} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 
 import {InvalidInputError} from '../errors.js'
 import {DIGEST_SIZE} from '../tree/node.js'
+import {forEachLimit} from '../util/concurrency.js'
+import {FsVerityHasher} from '../verity/merkle.js'
 
 /** Objects are world-readable and read-only: overlayfs takes the visible mode from the image. */
 export const OBJECT_MODE = 0o644
 
 /** Prefix of in-progress imports inside a fan-out directory. */
 export const TEMP_PREFIX = '.tmp-'
+
+/** Prefix of a staging directory (streamed imports not yet committed) inside the store. */
+export const STAGING_PREFIX = '.staging-'
+
+/** Staged files whose fsync may be in flight at once (fsync is the slow part of a small write). */
+const STAGING_SYNCS = 16
 
 const FANOUT_RE = /^[0-9a-f]{2}$/
 const OBJECT_RE = /^[0-9a-f]{62}$/
@@ -141,6 +168,28 @@ export class ObjectStore {
     }
   }
 
+  /** Starts a staging area for streamed imports (see the header comment). */
+  async stage(): Promise<ObjectStaging> {
+    await mkdir(this.dir, {recursive: true, mode: 0o755})
+    return new ObjectStaging(this, await mkdtemp(join(this.dir, STAGING_PREFIX)))
+  }
+
+  /** Links a staged, fsynced file into place under its digest (never replacing an object). */
+  async linkStaged(path: string, hex: string): Promise<ImportResult> {
+    const fanout = join(this.dir, hex.slice(0, 2))
+    const final = join(fanout, hex.slice(2))
+    if (await isRegularFile(final)) return 'present'
+    await this.ensureFanout(fanout)
+    try {
+      await link(path, final)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      return 'present'
+    }
+    this.dirty.add(fanout)
+    return 'added'
+  }
+
   /**
    * Moves a file whose fs-verity digest the caller has just checked (a verified download) into
    * the store under that digest: fsync (unless the caller just did, `synced`), then link(2) into
@@ -200,6 +249,12 @@ export class ObjectStore {
   async cleanTemporary(): Promise<number> {
     let removed = 0
     for (const fan of await this.readdirOrEmpty(this.dir)) {
+      if (fan.startsWith(STAGING_PREFIX)) {
+        await rm(join(this.dir, fan), {recursive: true, force: true})
+        this.dirty.add(this.dir)
+        removed++
+        continue
+      }
       if (!FANOUT_RE.test(fan)) continue
       const fanout = join(this.dir, fan)
       for (const name of await this.readdirOrEmpty(fanout)) {
@@ -235,5 +290,144 @@ export class ObjectStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
       throw err
     }
+  }
+}
+
+/** One file being streamed into a staging area: write() its bytes, then end(). */
+export interface StagedWriter {
+  write(chunk: Uint8Array): Promise<void>
+  /** The content's fs-verity digest; the file is kept (once per digest) for commit(). */
+  end(): Promise<Buffer>
+  /** Drops the file (an error while streaming). */
+  discard(): Promise<void>
+}
+
+/**
+ * Objects streamed in but not yet part of the store. Each file is hashed with the fs-verity
+ * engine while it is written, then renamed to its digest inside the staging directory; its
+ * fsync runs in the background (a few at a time) and is awaited by commit().
+ */
+export class ObjectStaging {
+  private readonly staged = new Set<string>()
+  private readonly syncs = new Set<Promise<void>>()
+  private failure: unknown = null
+  private seq = 0
+
+  constructor(
+    private readonly store: ObjectStore,
+    readonly dir: string,
+  ) {}
+
+  get count(): number {
+    return this.staged.size
+  }
+
+  async create(): Promise<StagedWriter> {
+    const tmp = join(this.dir, `${TEMP_PREFIX}${this.seq++}`)
+    const fh: FileHandle = await open(tmp, 'wx', OBJECT_MODE)
+    const hasher = new FsVerityHasher()
+    let closed = false
+    const close = async (): Promise<void> => {
+      if (!closed) {
+        closed = true
+        await fh.close()
+      }
+    }
+    return {
+      write: async (chunk) => {
+        hasher.update(chunk)
+        let off = 0
+        while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten
+      },
+      end: async () => {
+        const digest = hasher.digest()
+        const hex = digest.toString('hex')
+        if (this.staged.has(hex) || (await this.store.has(digest))) {
+          await close()
+          await unlink(tmp)
+          return digest
+        }
+        this.staged.add(hex)
+        await this.throttle()
+        const sync = (async () => {
+          try {
+            await fh.sync()
+            await close()
+            await rename(tmp, join(this.dir, hex))
+          } catch (err) {
+            this.failure ??= err
+          }
+        })()
+        this.syncs.add(sync)
+        void sync.finally(() => this.syncs.delete(sync))
+        return digest
+      },
+      discard: async () => {
+        await close().catch(() => undefined)
+        await unlink(tmp).catch(() => undefined)
+      },
+    }
+  }
+
+  /**
+   * Stages content already in memory (a small file): hashed now, written, fsynced and renamed in
+   * the background, a few at a time, so the caller can go on reading its stream meanwhile.
+   */
+  async addBuffer(data: Buffer): Promise<Buffer> {
+    if (this.failure) throw this.failure
+    const hasher = new FsVerityHasher()
+    hasher.update(data)
+    const digest = hasher.digest()
+    const hex = digest.toString('hex')
+    if (this.staged.has(hex) || (await this.store.has(digest))) return digest
+    this.staged.add(hex)
+    await this.throttle()
+    const tmp = join(this.dir, `${TEMP_PREFIX}${this.seq++}`)
+    const write = (async () => {
+      try {
+        const fh = await open(tmp, 'wx', OBJECT_MODE)
+        try {
+          await fh.writeFile(data)
+          await fh.sync()
+        } finally {
+          await fh.close()
+        }
+        await rename(tmp, join(this.dir, hex))
+      } catch (err) {
+        this.failure ??= err
+      }
+    })()
+    this.syncs.add(write)
+    void write.finally(() => this.syncs.delete(write))
+    return digest
+  }
+
+  private async throttle(): Promise<void> {
+    while (this.syncs.size >= STAGING_SYNCS) await Promise.race(this.syncs)
+  }
+
+  private async settle(): Promise<void> {
+    await Promise.all([...this.syncs])
+    if (this.failure) throw this.failure
+  }
+
+  /** Moves every staged object into the store (durably), then removes the staging directory. */
+  async commit(): Promise<{added: number; present: number}> {
+    await this.settle()
+    let added = 0
+    let present = 0
+    await forEachLimit([...this.staged], STAGING_SYNCS, async (hex) => {
+      if ((await this.store.linkStaged(join(this.dir, hex), hex)) === 'added') added++
+      else present++
+    })
+    await this.store.flush()
+    await rm(this.dir, {recursive: true, force: true})
+    return {added, present}
+  }
+
+  /** Removes everything staged: nothing of it reaches the store. */
+  async abort(): Promise<void> {
+    await Promise.allSettled([...this.syncs])
+    await rm(this.dir, {recursive: true, force: true})
   }
 }

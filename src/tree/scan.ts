@@ -190,7 +190,8 @@ export async function scanTree(rootDir: string, opts: ScanOptions = {}): Promise
   return {root, files}
 }
 
-function checkXattrs(path: string, list: FsNode['xattrs']): void {
+/** The xattr limits every tree source applies (the scanner and the OCI importer). */
+export function checkXattrs(path: string, list: FsNode['xattrs']): void {
   for (const x of list) {
     if (x.key.length > Limits.xattrNameMax) {
       throw new InvalidInputError(
