@@ -1,7 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base.js'
-import {digestLine, digestPaths, DigestResult, describeReadError} from '../src/verity/digest-files.js'
+import {digestPaths, DigestResult, describeReadError} from '../src/verity/digest-files.js'
+import {digestLine} from '../src/verity/output.js'
 import {InvalidInputError} from '../src/errors.js'
 
 export default class Digest extends BaseCommand {

@@ -4,7 +4,7 @@
 // Names, xattr keys, symlink targets and payloads are "byte strings": JavaScript strings in
 // which every character is one byte (latin1). Linux names are bytes, not UTF-8, and this keeps
 // them exact while letting plain `<` comparison give the same order as C's strcmp.
-// Use `bytes()`/`byteString()` to convert at the edges.
+// Use `byteString()` (and `Buffer.from(s, 'latin1')` back) to convert at the edges.
 
 export const S_IFMT = 0o170000
 export const S_IFSOCK = 0o140000
@@ -115,10 +115,6 @@ export class FsNode {
 /** strcmp order for byte strings. */
 export function cmpBytes(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0
-}
-
-export function bytes(s: string): Buffer {
-  return Buffer.from(s, 'latin1')
 }
 
 export function byteString(b: Uint8Array): string {

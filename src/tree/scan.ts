@@ -16,7 +16,7 @@ import {resolve} from 'node:path'
 import type {BigIntStats} from 'node:fs'
 
 import {CfsError, InvalidInputError} from '../errors.js'
-import {Limits, NAME_MAX} from '../format/erofs/layout.js'
+import {NAME_MAX, PATH_MAX, XATTR_NAME_MAX, XATTR_SIZE_MAX} from './limits.js'
 import {readTreeXattrs, type TreeXattrs} from '../system/xattrs.js'
 import {byteString, cmpBytes, FsNode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG} from './node.js'
 
@@ -147,7 +147,7 @@ export async function scanTree(rootDir: string, opts: ScanOptions = {}): Promise
     }
     const node = nodeFromStat(st)
     if (target) {
-      if (target.length >= Limits.pathMax) throw new InvalidInputError(`${path}: symlink target too long`)
+      if (target.length >= PATH_MAX) throw new InvalidInputError(`${path}: symlink target too long`)
       node.payload = byteString(target)
       node.size = target.length
     }
@@ -193,14 +193,12 @@ export async function scanTree(rootDir: string, opts: ScanOptions = {}): Promise
 /** The xattr limits every tree source applies (the scanner and the OCI importer). */
 export function checkXattrs(path: string, list: FsNode['xattrs']): void {
   for (const x of list) {
-    if (x.key.length > Limits.xattrNameMax) {
-      throw new InvalidInputError(
-        `/${path}: xattr name of ${x.key.length} bytes (limit ${Limits.xattrNameMax})`,
-      )
+    if (x.key.length > XATTR_NAME_MAX) {
+      throw new InvalidInputError(`/${path}: xattr name of ${x.key.length} bytes (limit ${XATTR_NAME_MAX})`)
     }
-    if (x.value.length > Limits.xattrValueMax) {
+    if (x.value.length > XATTR_SIZE_MAX) {
       throw new InvalidInputError(
-        `/${path}: xattr ${x.key} of ${x.value.length} bytes (limit ${Limits.xattrValueMax})`,
+        `/${path}: xattr ${x.key} of ${x.value.length} bytes (limit ${XATTR_SIZE_MAX})`,
       )
     }
   }

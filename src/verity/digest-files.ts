@@ -3,7 +3,8 @@
 // to hash no worker is started at all (starting one costs more than hashing a few MiB); and work
 // that bin/run.js started before the CLI had loaded (early.ts) is adopted, not redone.
 import {takeEarlyDigests} from './early.js'
-import {DigestOutcome, DigestPool, FilePath} from './pool.js'
+import {keepingProcessAlive} from './output.js'
+import {DigestOutcome, DigestPool} from './pool.js'
 import {holdsAtLeast, WORKERS_FROM_BYTES} from './sizes.js'
 
 export interface DigestResult {
@@ -28,22 +29,6 @@ export async function digestPaths(paths: string[], opts: {threads?: number} = {}
   } finally {
     await pool.close()
   }
-}
-
-/** Awaits `p` with a timer holding the event loop open (the early pool's workers do not). */
-export async function keepingProcessAlive<T>(p: Promise<T>): Promise<T> {
-  const timer = setInterval(() => {}, 1 << 30)
-  try {
-    return await p
-  } finally {
-    clearInterval(timer)
-  }
-}
-
-/** The line `fsverity digest` prints for a file: "sha256:<hex> <path>", or the hex alone. */
-export function digestLine(o: {path: FilePath; digest: Buffer}, compact: boolean): string {
-  const hex = o.digest.toString('hex')
-  return compact ? `${hex}\n` : `sha256:${hex} ${String(o.path)}\n`
 }
 
 const READ_ERRORS: Record<string, string> = {

@@ -8,7 +8,7 @@
 //   and the hashing overlaps oclif's loading. Errors and help are always oclif's.
 import {availableParallelism} from 'node:os'
 
-import {digestLine, keepingProcessAlive} from './digest-files.js'
+import {digestLine, keepingProcessAlive} from './output.js'
 import {DigestOutcome, DigestPool} from './pool.js'
 import {holdsAtLeast, WORKERS_FROM_BYTES} from './sizes.js'
 

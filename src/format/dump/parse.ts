@@ -13,7 +13,8 @@
 
 import {InvalidInputError} from '../../errors.js'
 import {FsNode, S_IFBLK, S_IFCHR, S_IFLNK, S_IFMT} from '../../tree/node.js'
-import {Limits, MAX_NONINLINE_CHUNKS, NAME_MAX} from '../erofs/layout.js'
+import {Limits, MAX_NONINLINE_CHUNKS} from '../erofs/layout.js'
+import {NAME_MAX} from '../../tree/limits.js'
 import {putXattr} from '../erofs/xattr-space.js'
 import {EscapeError, unescapeBytes} from './escape.js'
 import {

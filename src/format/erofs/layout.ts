@@ -3,6 +3,8 @@
 // Only constants and field offsets live here; writer.ts and reader.ts share them.
 // All integers are little-endian.
 
+import {NAME_MAX, PATH_MAX, XATTR_NAME_MAX, XATTR_SIZE_MAX} from '../../tree/limits.js'
+
 export const BLOCK_SIZE = 4096
 export const BLOCK_BITS = 12
 /** Inodes start on 32-byte slots; a nid is the slot number counted from meta_blkaddr. */
@@ -12,7 +14,6 @@ export const SLOT_BITS = 5
 /** composefs header, at offset 0 (EROFS leaves the first 1024 bytes to the user). */
 export const CFS_MAGIC = 0xd078629a
 export const CFS_VERSION = 1
-export const CFS_HEADER_SIZE = 32
 export const CFS_FLAG_HAS_ACL = 1
 export const CfsHeader = {magic: 0, version: 4, flags: 8, composefsVersion: 12} as const
 
@@ -122,8 +123,6 @@ export const WRITER_XATTR_PREFIXES: readonly [string, number][] = [
 
 export const DIRENT_SIZE = 12
 export const FileType = {unknown: 0, reg: 1, dir: 2, chr: 3, blk: 4, fifo: 5, sock: 6, symlink: 7} as const
-/** Longest file name Linux allows (NAME_MAX): the scanner, the dump parser and the reader enforce it. */
-export const NAME_MAX = 255
 
 /** Limits of the composefs format and of our parsers (named in one place, as the reader enforces them). */
 export const Limits = {
@@ -136,11 +135,11 @@ export const Limits = {
   /** Total xattr space per inode accepted in an image (upstream's reader: UINT16_MAX). */
   imageXattrMax: 0xffff,
   /** Linux XATTR_NAME_MAX. */
-  xattrNameMax: 255,
+  xattrNameMax: XATTR_NAME_MAX,
   /** Linux XATTR_SIZE_MAX. */
-  xattrValueMax: 65535,
+  xattrValueMax: XATTR_SIZE_MAX,
   /** Linux PATH_MAX: symlink targets and payloads must be shorter. */
-  pathMax: 4096,
+  pathMax: PATH_MAX,
   /** Largest external file: 1024 chunks of 2^43 bytes. */
   maxFileSize: 2 ** 53,
 } as const
