@@ -17,7 +17,8 @@
 // the image is byte for byte the one built from the image unpacked to a directory.
 
 import {InvalidInputError} from '../errors.js'
-import {cmpBytes, FsNode, objectPath, S_IFDIR} from '../tree/node.js'
+import {FsNode, objectPath, S_IFDIR} from '../tree/node.js'
+import {resolveHardlinks} from '../tree/hardlinks.js'
 import type {LayerEntry} from './layers.js'
 
 export interface AssembledTree {
@@ -122,26 +123,13 @@ export class LayerTree {
   /** The final tree: hardlinks resolved the way the directory scanner resolves them. */
   finish(): AssembledTree {
     const files: FsNode[] = []
-    const owners = new Map<number, FsNode>()
-    const stack: FsNode[] = [this.root]
-    while (stack.length) {
-      const node = stack.pop()!
-      const g = this.group.get(node)
-      const owner = g === undefined ? undefined : owners.get(g)
-      if (owner) {
-        const link = new FsNode(owner.mode)
-        link.linkTo = owner
-        owner.nlink++
-        node.parent!.addChild(node.name!, link)
-        continue
-      }
-      if (g !== undefined) owners.set(g, node)
-      if (node.isReg()) files.push(node)
-      if (node.children) {
-        const kids = [...node.children.values()].sort((a, b) => cmpBytes(b.name!, a.name!))
-        for (const c of kids) stack.push(c)
-      }
-    }
+    resolveHardlinks(
+      this.root,
+      (n) => this.group.get(n),
+      (node) => {
+        if (node.isReg()) files.push(node)
+      },
+    )
     return {root: this.root, files}
   }
 }

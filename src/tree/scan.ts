@@ -18,7 +18,8 @@ import type {BigIntStats} from 'node:fs'
 import {CfsError, InvalidInputError} from '../errors.js'
 import {NAME_MAX, PATH_MAX, XATTR_NAME_MAX, XATTR_SIZE_MAX} from './limits.js'
 import {readTreeXattrs, type TreeXattrs} from '../system/xattrs.js'
-import {byteString, cmpBytes, FsNode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG} from './node.js'
+import {resolveHardlinks} from './hardlinks.js'
+import {byteString, FsNode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG} from './node.js'
 
 /**
  * Entries walked between two turns of the event loop. The walk uses synchronous lstat/readdir:
@@ -216,33 +217,19 @@ function finish(
   xattrs: TreeXattrs | null,
 ): ScannedFile[] {
   const files: ScannedFile[] = []
-  const owners = new Map<string, FsNode>()
-  const stack: [FsNode, string][] = [[root, '']]
-  while (stack.length) {
-    const [node, rel] = stack.pop()!
-    const key = inodeKeys.get(node)
-    const owner = key === undefined ? undefined : owners.get(key)
-    if (owner) {
-      const link = new FsNode(owner.mode)
-      link.linkTo = owner
-      owner.nlink++
-      node.parent!.addChild(node.name!, link)
-      continue
-    }
-    if (key !== undefined) owners.set(key, node)
-    const list = xattrs?.get(rel)
-    if (list) {
-      checkXattrs(rel, list)
-      node.xattrs = list
-    }
-    if (node.isReg()) {
-      const base = rootBuf.length === 1 ? Buffer.alloc(0) : rootBuf // the root may be "/"
-      files.push({node, path: diskPath(Buffer.concat([base, Buffer.from('/' + rel, 'latin1')]))})
-    }
-    if (node.children) {
-      const kids = [...node.children.values()].sort((a, b) => cmpBytes(b.name!, a.name!))
-      for (const c of kids) stack.push([c, rel ? `${rel}/${c.name}` : c.name!])
-    }
-  }
+  const base = rootBuf.length === 1 ? Buffer.alloc(0) : rootBuf // the root may be "/"
+  resolveHardlinks(
+    root,
+    (n) => inodeKeys.get(n),
+    (node, rel) => {
+      const list = xattrs?.get(rel)
+      if (list) {
+        checkXattrs(rel, list)
+        node.xattrs = list
+      }
+      if (node.isReg())
+        files.push({node, path: diskPath(Buffer.concat([base, Buffer.from('/' + rel, 'latin1')]))})
+    },
+  )
   return files
 }
