@@ -197,6 +197,11 @@ test(
     const version = spawnSync('chroot', [tree, 'cfsboot', '--version'], {encoding: 'utf8'})
     assert.equal(version.status, 0, version.stderr)
     assert.match(version.stdout, /^cfsboot\/0\./)
+    // A real command through oclif (its command modules and cli/ helpers), not only the version
+    // short cut: outside a booted device, status says so with its error code.
+    const status = spawnSync('chroot', [tree, 'cfsboot', 'status', '--json'], {encoding: 'utf8'})
+    assert.equal(status.status, 3, status.stderr)
+    assert.equal((JSON.parse(status.stdout) as {error: {code: string}}).error.code, 'ENOTDEVICE')
   },
 )
 

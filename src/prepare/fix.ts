@@ -22,17 +22,14 @@ import {
 } from './inspect.js'
 import {resolveInTree} from './tree-path.js'
 
-/** What of this package a device needs (no tests, benchmarks or sources). */
-export const PACKAGE_PARTS = [
-  'bin',
-  'dist/src',
-  'dist/commands',
-  'dracut',
-  'templates',
-  'package.json',
-  'package-lock.json',
-  'oclif.manifest.json',
-]
+/**
+ * What of this package a device needs: what package.json's "files" publishes (the one list of
+ * the package's parts), less the docs, plus the manifest and lock file `npm ci` installs from.
+ */
+export async function packageParts(): Promise<string[]> {
+  const pkg = JSON.parse(await readFile(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as {files?: string[]}
+  return [...(pkg.files ?? []).filter((f) => f !== 'docs'), 'package.json', 'package-lock.json']
+}
 
 /** Where a node is put when the tree has none (or too old a one). */
 export const NODE_TARGET = '/usr/local/bin/node'
@@ -88,7 +85,7 @@ async function installNode(tree: string, opts: FixOptions): Promise<string> {
 
 async function installCfsboot(tree: string, nodePath: string): Promise<void> {
   const dest = await ensureDir(tree, CFSBOOT_DIR)
-  for (const part of PACKAGE_PARTS) {
+  for (const part of await packageParts()) {
     await rm(join(dest, part), {recursive: true, force: true})
     await mkdir(dirname(join(dest, part)), {recursive: true})
     await cp(join(PACKAGE_ROOT, part), join(dest, part), {recursive: true})
