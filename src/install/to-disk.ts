@@ -176,17 +176,23 @@ async function writeDisk(
       facts,
       config,
       bootLoader: true,
-      // This command made the filesystem: it seals the store itself, whatever this kernel has.
-      seal: 'preseal',
+      // This command made the filesystem: under `verity = require` it seals the store itself,
+      // whatever this kernel has (the device's kernel must have fs-verity anyway). Under maybe
+      // or off it leaves sealing to a kernel that can: a pre-sealed file cannot be opened by a
+      // kernel without fs-verity, which such a policy allows the device to run.
+      seal: config.verity === 'require' ? 'preseal' : 'kernel',
       ...(opts.uki && {uki: opts.uki}),
     })
     await unmount(rootMount)
     mounted = false
-    const t0 = Date.now()
-    const verity = await setVerityFlags(rootPart!.node, p.preseal!)
-    log(
-      `fs-verity on ${verity.files} file(s): metadata written in ${p.preseal!.ms} ms, inode flags set in ${Date.now() - t0} ms`,
-    )
+    let verity = p.verity
+    if (p.preseal) {
+      const t0 = Date.now()
+      verity = await setVerityFlags(rootPart!.node, p.preseal)
+      log(
+        `fs-verity on ${verity.files} file(s): metadata written in ${p.preseal.ms} ms, inode flags set in ${Date.now() - t0} ms`,
+      )
+    }
 
     log(`making FAT32 on ${espPart!.node} and copying the boot files`)
     const fat: FatTarget = {path: dev.path, offset: layout.esp.offset}
