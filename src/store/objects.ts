@@ -202,21 +202,12 @@ export class ObjectStore {
     opts: {synced?: boolean} = {},
   ): Promise<ImportResult> {
     const hex = checkDigest(digest)
-    const fanout = join(this.dir, hex.slice(0, 2))
-    const final = join(fanout, hex.slice(2))
     try {
-      if (await isRegularFile(final)) return 'present'
-      await this.ensureFanout(fanout)
+      // Present already: no need to sync a file that is about to be removed.
+      if (await isRegularFile(join(this.dir, hex.slice(0, 2), hex.slice(2)))) return 'present'
       await chmod(path, OBJECT_MODE)
       if (!opts.synced) await fsyncPath(path, constants.O_RDONLY)
-      try {
-        await link(path, final)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-        return 'present'
-      }
-      this.dirty.add(fanout)
-      return 'added'
+      return await this.linkStaged(path, hex)
     } finally {
       await unlink(path).catch(() => undefined)
     }
