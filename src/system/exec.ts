@@ -38,6 +38,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   lsinitrd: 'dracut-core',
   depmod: 'kmod',
   chroot: 'coreutils',
+  sync: 'coreutils',
   npm: 'npm',
 }
 
