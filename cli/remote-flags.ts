@@ -1,4 +1,5 @@
-// Flags of the commands that talk to a remote (publish, pull, upgrade), merged over [remote].
+// Flags of the commands that talk to a remote (publish, pull, upgrade, and build's docker://
+// sources), merged over [remote].
 import {Flags} from '@oclif/core'
 
 import {RemoteConfig} from '../src/deploy/config.js'

@@ -2,6 +2,8 @@ import {Args, Flags} from '@oclif/core'
 
 import {buildImage, BuildResult} from '../src/build.js'
 import {BaseCommand} from '../cli/base.js'
+import {transportFlags, transportFrom} from '../cli/remote-flags.js'
+import {DEFAULT_CONFIG_VALUES} from '../src/deploy/config.js'
 import {progressBar} from '../cli/progress.js'
 
 export default class Build extends BaseCommand {
@@ -49,6 +51,7 @@ leaves no output file behind.`
       min: 0,
     }),
     threads: Flags.integer({description: 'hashing threads (default: all cores)', min: 1}),
+    ...transportFlags,
     insecure: Flags.boolean({
       description: 'docker:// sources: plain http to the registry (loopback, trusted networks)',
     }),
@@ -72,7 +75,8 @@ leaves no output file behind.`
         maxVersion: flags['max-version'],
         ...(flags.threads !== undefined && {threads: flags.threads}),
         ...(flags.platform !== undefined && {platform: flags.platform}),
-        ...(flags.insecure && {insecure: true}),
+        // docker:// sources only; the defaults of [remote], overridden by the flags.
+        registry: await transportFrom(flags, DEFAULT_CONFIG_VALUES.remote),
         onProgress: (p) => progress.update(p.phase, p.done, p.total),
       })
       progress.stop()

@@ -24,6 +24,7 @@ import {DiskPath, scanTree, ScannedFile} from './tree/scan.js'
 import {Limits} from './format/erofs/layout.js'
 import {importImage} from './oci/import.js'
 import {parseImageReference} from './oci/reference.js'
+import {registryOptions, TransportOptions} from './remote/source-types.js'
 import {forEachLimit} from './util/concurrency.js'
 import {writeFileAtomic} from './util/fs.js'
 import {DigestPool} from './verity/pool.js'
@@ -45,8 +46,8 @@ export interface BuildOptions {
   platform?: string
   /** Container images: bound on one layer's decompressed bytes. */
   maxLayerBytes?: number
-  /** docker:// sources: plain http instead of https (a registry on loopback or a trusted network). */
-  insecure?: boolean
+  /** docker:// sources: how to reach the registry (plain http, a private CA, credentials, timeouts). */
+  registry?: TransportOptions
   onProgress?: (p: BuildProgress) => void
 }
 
@@ -203,7 +204,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
       ...(opts.objects !== undefined && {objects: opts.objects}),
       ...(opts.platform !== undefined && {platform: opts.platform}),
       ...(opts.maxLayerBytes !== undefined && {maxLayerBytes: opts.maxLayerBytes}),
-      ...(opts.insecure && {registry: {insecure: true}}),
+      ...(opts.registry && {registry: registryOptions(opts.registry)}),
       onLayer: (done, total) => opts.onProgress?.({phase: 'layers', done, total}),
     })
     root = imported.root

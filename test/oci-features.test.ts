@@ -4,8 +4,8 @@
 // cache's fallback when an object went missing, and docker:// against Debian's docker-registry.
 
 import assert from 'node:assert/strict'
-import {execFileSync} from 'node:child_process'
-import {mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync} from 'node:fs'
+import {execFileSync, spawnSync} from 'node:child_process'
+import {copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {test} from 'node:test'
@@ -19,6 +19,8 @@ import {ObjectStore} from '../src/store/objects.js'
 import type {FsNode} from '../src/tree/node.js'
 import {gzipLayer, makeTar, readIndex, sha256, writeLayout, zstdLayer, type TarSpec} from './helpers/oci.js'
 import {startRegistry} from './helpers/servers.js'
+import {RUN_JS} from './helpers/sysroot.js'
+import {makeTls} from './helpers/tls.js'
 
 function tempDir(t: {after: (fn: () => void) => void}): string {
   const d = mkdtempSync(join(tmpdir(), 'cfsboot-oci-feat-'))
@@ -195,7 +197,7 @@ test(
       source: `docker://${name}`,
       output: join(work, 'b.cfs'),
       objects,
-      insecure: true,
+      registry: {insecure: true},
     })
     assert.equal(fromRegistry.digest, fromLayout.digest)
     assert.equal(fromRegistry.oci!.cachedLayers, 0)
@@ -203,16 +205,65 @@ test(
       source: `docker://${name}`,
       output: join(work, 'c.cfs'),
       objects,
-      insecure: true,
+      registry: {insecure: true},
     })
     assert.equal(again.oci!.cachedLayers, 2)
     await assert.rejects(
       buildImage({
         source: `docker://127.0.0.1:${server.port}/cfsboot/none:v1`,
         output: join(work, 'd.cfs'),
-        insecure: true,
+        registry: {insecure: true},
       }),
       (e: CfsError) => e instanceof CfsError,
     )
+  },
+)
+
+test(
+  'oci: build docker:// from a registry with a private CA and a password (--ca-file, --username, --password-file)',
+  {skip: haveRegistry ? false : 'needs docker-registry and skopeo (Debian packages docker-registry, skopeo)'},
+  async (t) => {
+    const work = tempDir(t)
+    const tls = makeTls(work)
+    const htpasswd = join(work, 'htpasswd')
+    execFileSync('htpasswd', ['-Bbc', htpasswd, 'builder', 'hunter2'], {stdio: 'ignore'})
+    const server = await startRegistry(join(work, 'reg'), {tls, auth: {htpasswd}})
+    t.after(() => server.stop())
+    const l = join(work, 'l')
+    writeLayout(l, [gzipLayer(base), zstdLayer(upper)], {tag: 'v1'})
+    const certs = join(work, 'certs') // skopeo trusts the *.crt files of --dest-cert-dir
+    mkdirSync(certs)
+    copyFileSync(tls.ca, join(certs, 'ca.crt'))
+    const name = `127.0.0.1:${server.port}/cfsboot/private:v1`
+    execFileSync('skopeo', [
+      'copy',
+      '-q',
+      '--dest-cert-dir',
+      certs,
+      '--dest-creds',
+      'builder:hunter2',
+      `oci:${l}:v1`,
+      `docker://${name}`,
+    ])
+    const expected = await buildImage({source: `oci:${l}:v1`, output: join(work, 'a.cfs')})
+    const password = join(work, 'password')
+    writeFileSync(password, 'hunter2\n')
+    const build = (out: string, ...flags: string[]) =>
+      spawnSync(process.execPath, [RUN_JS, 'build', `docker://${name}`, '-o', join(work, out), ...flags], {
+        encoding: 'utf8',
+      })
+    const ok = build('b.cfs', '--ca-file', tls.ca, '--username', 'builder', '--password-file', password)
+    assert.equal(ok.status, 0, ok.stderr)
+    assert.equal(ok.stdout.trim(), expected.digest)
+    // Without the CA the TLS handshake fails; without the password the registry says 401.
+    for (const [out, flags] of [
+      ['c.cfs', ['--username', 'builder', '--password-file', password]],
+      ['d.cfs', ['--ca-file', tls.ca]],
+    ] as const) {
+      const r = build(out, ...flags)
+      assert.equal(r.status, 1, r.stderr)
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr)
+      assert.throws(() => readFileSync(join(work, out)), /ENOENT/)
+    }
   },
 )

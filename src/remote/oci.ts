@@ -19,7 +19,7 @@ import {RemoteError, Response} from './http.js'
 import {MAX_INDEX_BYTES, ReleaseObject} from './index.js'
 import {parseReference, Reference} from './reference.js'
 import {RegistryClient, sha256Digest} from './registry.js'
-import {httpOptions, ReleaseSource, TransportOptions, UploadCounts} from './source-types.js'
+import {registryOptions, ReleaseSource, TransportOptions, UploadCounts} from './source-types.js'
 
 export const RELEASE_ARTIFACT = 'application/vnd.cfsboot.release.v1'
 export const OBJECTS_ARTIFACT = 'application/vnd.cfsboot.objects.v1'
@@ -42,11 +42,7 @@ interface Descriptor {
 }
 
 function clientFor(ref: Reference, t: TransportOptions): RegistryClient {
-  return new RegistryClient(ref, {
-    ...httpOptions(t),
-    ...(t.insecure && {insecure: true}),
-    ...(t.auth && {auth: t.auth}),
-  })
+  return new RegistryClient(ref, registryOptions(t))
 }
 
 export class OciSource implements ReleaseSource {

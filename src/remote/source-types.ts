@@ -3,6 +3,7 @@
 
 import {HttpClient, HttpOptions, Response} from './http.js'
 import {ReleaseObject} from './index.js'
+import type {RegistryOptions} from './registry.js'
 
 export interface ReleaseSource {
   readonly http: HttpClient
@@ -26,6 +27,15 @@ export function httpOptions(t: TransportOptions): HttpOptions {
     ...(t.caFile && {caFile: t.caFile}),
     ...(t.timeoutMs !== undefined && {timeoutMs: t.timeoutMs}),
     ...(t.connections !== undefined && {connections: t.connections}),
+  }
+}
+
+/** The registry client's options: the HTTP ones, plus plain http and credentials. */
+export function registryOptions(t: TransportOptions): RegistryOptions {
+  return {
+    ...httpOptions(t),
+    ...(t.insecure && {insecure: true}),
+    ...(t.auth && {auth: t.auth}),
   }
 }
 
