@@ -165,27 +165,31 @@ async function readExactly(path: DiskPath, size: number): Promise<Buffer> {
   }
 }
 
-/** Copies in flight: copies are I/O bound and run on libuv's thread pool (measured: 16 ≈ best). */
-const STORE_CONCURRENCY = 16
-
+/**
+ * Copies every distinct content into the store as one batch: staged without a per-file fsync,
+ * made durable with one filesystem sync, then linked under their digests (ObjectStore.stage).
+ */
 async function storeObjects(
   external: ScannedFile[],
   dir: string,
   opts: BuildOptions,
 ): Promise<{added: number; present: number}> {
-  const store = new ObjectStore(dir)
-  let added = 0
+  const staging = await new ObjectStore(dir).stage()
   let present = 0
   let done = 0
   // One copy per distinct content, whatever the number of files that share it.
   const unique = [...new Map(external.map((f) => [f.node.payload!, f])).values()]
-  await forEachLimit(unique, STORE_CONCURRENCY, async (f) => {
-    if ((await store.importFile(f.path, f.node.digest!)) === 'added') added++
-    else present++
-    opts.onProgress?.({phase: 'store', done: ++done, total: unique.length})
-  })
-  await store.flush()
-  return {added, present}
+  try {
+    for (const f of unique) {
+      if ((await staging.addFile(f.path, f.node.digest!)) === 'present') present++
+      opts.onProgress?.({phase: 'store', done: ++done, total: unique.length})
+    }
+    const committed = await staging.commit()
+    return {added: committed.added, present: present + committed.present}
+  } catch (err) {
+    await staging.abort()
+    throw err
+  }
 }
 
 async function treeFromDump(opts: BuildOptions): Promise<FsNode> {

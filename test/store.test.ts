@@ -129,3 +129,51 @@ test('import with {link: true}: an object-shaped source is hardlinked, anything 
     [],
   )
 })
+
+test('a staged batch: invisible until commit, each content once, present ones skipped, abort leaves nothing', async (t) => {
+  const dir = tempDir(t)
+  const objects = join(dir, 'objects')
+  const store = new ObjectStore(objects)
+  // Enough distinct contents to touch more fan-out directories than flush() fsyncs one by one,
+  // so the commit also takes the one-syncfs path.
+  const files = Array.from({length: 40}, (_, i) => {
+    const p = join(dir, `src-${i}`)
+    writeFileSync(p, `content ${i}`)
+    chmodSync(p, 0o700)
+    return {p, d: fakeDigest(`batch ${i}`)}
+  })
+  assert.equal(await store.importFile(files[0]!.p, files[0]!.d), 'added')
+  await store.flush()
+
+  const staging = await store.stage()
+  assert.equal(await staging.addFile(files[0]!.p, files[0]!.d), 'present', 'already in the store')
+  for (const f of files.slice(1)) assert.equal(await staging.addFile(f.p, f.d), 'staged')
+  assert.equal(await staging.addFile(files[1]!.p, files[1]!.d), 'present', 'already in this batch')
+  const inMemory = staging.addBuffer(Buffer.alloc(5000, 1))
+  assert.equal(staging.addBuffer(Buffer.alloc(5000, 1)).toString('hex'), inMemory.toString('hex'))
+  assert.equal((await listAll(store)).length, 1, 'nothing staged has an object name before commit')
+
+  assert.deepEqual(await staging.commit(), {added: 40, present: 0})
+  const listed = await listAll(store)
+  assert.equal(listed.length, 41)
+  for (const f of files) {
+    assert.equal(readFileSync(store.path(f.d), 'utf8'), readFileSync(f.p, 'utf8'))
+    assert.equal(statSync(store.path(f.d)).mode & 0o7777, OBJECT_MODE)
+  }
+  assert.ok(listed.includes(inMemory.toString('hex')))
+  assert.deepEqual(
+    readdirSync(objects).filter((n) => n.startsWith('.')),
+    [],
+    'the staging directory is gone after commit',
+  )
+
+  const aborted = await store.stage()
+  await aborted.addFile(join(dir, 'src-0'), fakeDigest('never stored'))
+  aborted.addBuffer(Buffer.alloc(3000, 9))
+  await aborted.abort()
+  assert.equal((await listAll(store)).length, 41, 'an aborted batch adds no object')
+  assert.deepEqual(
+    readdirSync(objects).filter((n) => n.startsWith('.')),
+    [],
+  )
+})

@@ -30,7 +30,7 @@ import {ByteReader, tarEntries, TarType} from './tar.js'
 export const DEFAULT_MAX_LAYER_BYTES = 256 * 2 ** 30
 /** Entries per layer (bounds the memory of the entry list and the tree). */
 export const MAX_LAYER_ENTRIES = 4_000_000
-/** Files up to this size are staged from memory in the background (at most STAGING_SYNCS at once). */
+/** Files up to this size are gathered in memory and staged in one write (ObjectStaging.addBuffer). */
 export const BUFFERED_FILE_MAX = 1 << 20
 /** Decompressed bytes handed to the tar reader per chunk. */
 const GUNZIP_CHUNK = 256 * 1024
@@ -310,11 +310,10 @@ async function storeContent(
     return
   }
   if (e.size <= BUFFERED_FILE_MAX) {
-    // Small files are gathered and written in the background, many at once: one file's open,
-    // write and fsync at a time was most of a streamed build's time.
+    // Small files are gathered and written in one synchronous call (ObjectStaging.addBuffer).
     const parts: Buffer[] = []
     for await (const c of data) parts.push(Buffer.from(c))
-    e.digest = (await staging.addBuffer(Buffer.concat(parts))).toString('hex')
+    e.digest = staging.addBuffer(Buffer.concat(parts)).toString('hex')
     return
   }
   const w = await staging.create()

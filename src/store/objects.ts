@@ -16,16 +16,19 @@
 // --objects on the same filesystem); it copies when the filesystem or the file cannot be linked. link(2) fails when the name exists, so an
 // object is never replaced, even by two importers racing; the temporary name is then removed.
 // Directory entries are made durable in batches: `flush()` fsyncs each directory touched since
-// the last flush, once. An object is durable after the flush that follows its import.
+// the last flush, once (or syncs the whole filesystem once when many were touched). An object is
+// durable after the flush that follows its import.
 //
-// Streamed imports (`stage()`, used by OCI layer imports) write into a staging directory
-// OBJECTS/.staging-<random>/ while hashing: content whose container (a layer) is not verified
-// yet never appears under an object name. `commit()` links the staged objects into place once
-// the caller has checked the container's digest; `abort()` removes them. A staging directory
-// left by a crash is removed by cleanTemporary().
+// Batches (`stage()`: a build's copies, an OCI layer's streamed files) write into a staging
+// directory OBJECTS/.staging-<random>/ without fsyncing each file: content whose batch is not
+// finished (or whose container, a layer, is not verified yet) never appears under an object
+// name. `commit()` makes the whole batch durable with one syncfs(2), then links the staged files
+// into place and flushes: one filesystem sync instead of one fsync (a journal commit) per file,
+// and still no object has its name before its bytes are durable. `abort()` removes the staging
+// directory; one left by a crash is removed by cleanTemporary().
 
 import {randomBytes} from 'node:crypto'
-import {constants} from 'node:fs'
+import {constants, lstatSync, writeFileSync} from 'node:fs'
 import {
   chmod,
   copyFile,
@@ -43,6 +46,7 @@ import type {FileHandle} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 
 import {InvalidInputError} from '../errors.js'
+import {syncFilesystem} from '../system/syncfs.js'
 import {DIGEST_SIZE} from '../tree/node.js'
 import {forEachLimit} from '../util/concurrency.js'
 import {FsVerityHasher} from '../verity/merkle.js'
@@ -56,8 +60,11 @@ export const TEMP_PREFIX = '.tmp-'
 /** Prefix of a staging directory (streamed imports not yet committed) inside the store. */
 export const STAGING_PREFIX = '.staging-'
 
-/** Staged files whose fsync may be in flight at once (fsync is the slow part of a small write). */
-const STAGING_SYNCS = 16
+/** Staged files being written at once (each write runs on libuv's thread pool). */
+const STAGING_WRITES = 16
+
+/** Above this many changed directories, flush() syncs the filesystem once instead. */
+const FLUSH_DIRS_MAX = 8
 
 const FANOUT_RE = /^[0-9a-f]{2}$/
 const OBJECT_RE = /^[0-9a-f]{62}$/
@@ -214,12 +221,15 @@ export class ObjectStore {
   }
 
   /**
-   * fsyncs every directory changed since the last flush, each once. Their order does not matter:
-   * every object was fsynced before it got its name, so any subset of durable names is valid.
+   * Makes every name added or removed since the last flush durable: fsync of each changed
+   * directory, once, or a single syncfs(2) when many changed (a batch touches up to 256 fan-out
+   * directories). Their order does not matter: every object was durable before it got its name,
+   * so any subset of durable names is valid.
    */
   async flush(): Promise<void> {
     const dirs = [...this.dirty]
     this.dirty.clear()
+    if (dirs.length > FLUSH_DIRS_MAX) return syncFilesystem(this.dir)
     await Promise.all(dirs.map((d) => fsyncPath(d, constants.O_RDONLY | constants.O_DIRECTORY)))
   }
 
@@ -294,13 +304,13 @@ export interface StagedWriter {
 }
 
 /**
- * Objects streamed in but not yet part of the store. Each file is hashed with the fs-verity
- * engine while it is written, then renamed to its digest inside the staging directory; its
- * fsync runs in the background (a few at a time) and is awaited by commit().
+ * A batch of objects not yet part of the store (see the header comment). Files are written
+ * without fsync, a few at a time in the background, and renamed to their digest inside the
+ * staging directory; commit() makes them durable all at once, then gives them their names.
  */
 export class ObjectStaging {
   private readonly staged = new Set<string>()
-  private readonly syncs = new Set<Promise<void>>()
+  private readonly writes = new Set<Promise<void>>()
   private failure: unknown = null
   private seq = 0
 
@@ -313,8 +323,25 @@ export class ObjectStaging {
     return this.staged.size
   }
 
+  /** True when the content is staged already or in the store (then nothing is written). */
+  private known(hex: string): boolean {
+    if (this.staged.has(hex)) return true
+    // Synchronous: a missed lookup costs no exception (a rejected lstat's Error and stack trace
+    // was most of the main thread's time in a streamed build) and no thread-pool round trip.
+    return (
+      lstatSync(join(this.store.dir, hex.slice(0, 2), hex.slice(2)), {throwIfNoEntry: false})?.isFile() ??
+      false
+    )
+  }
+
+  private tempPath(): string {
+    return join(this.dir, `${TEMP_PREFIX}${this.seq++}`)
+  }
+
+  /** Streams one file in, hashing it with the fs-verity engine as it is written. */
   async create(): Promise<StagedWriter> {
-    const tmp = join(this.dir, `${TEMP_PREFIX}${this.seq++}`)
+    if (this.failure) throw this.failure
+    const tmp = this.tempPath()
     const fh: FileHandle = await open(tmp, 'wx', OBJECT_MODE)
     const hasher = new FsVerityHasher()
     let closed = false
@@ -333,24 +360,12 @@ export class ObjectStaging {
       end: async () => {
         const digest = hasher.digest()
         const hex = digest.toString('hex')
-        if (this.staged.has(hex) || (await this.store.has(digest))) {
-          await close()
-          await unlink(tmp)
-          return digest
+        await close()
+        if (this.known(hex)) await unlink(tmp)
+        else {
+          this.staged.add(hex)
+          await rename(tmp, join(this.dir, hex))
         }
-        this.staged.add(hex)
-        await this.throttle()
-        const sync = (async () => {
-          try {
-            await fh.sync()
-            await close()
-            await rename(tmp, join(this.dir, hex))
-          } catch (err) {
-            this.failure ??= err
-          }
-        })()
-        this.syncs.add(sync)
-        void sync.finally(() => this.syncs.delete(sync))
         return digest
       },
       discard: async () => {
@@ -361,56 +376,67 @@ export class ObjectStaging {
   }
 
   /**
-   * Stages content already in memory (a small file): hashed now, written, fsynced and renamed in
-   * the background, a few at a time, so the caller can go on reading its stream meanwhile.
+   * Stages content already in memory (a small file), written synchronously under its digest:
+   * for small files one blocking write to the page cache costs a fraction of an asynchronous
+   * open/write/close (measured: 6,000 files of 30 KB, 0.1 s CPU against 1.4 s). The staging
+   * directory holds no object names, so the file needs no temporary name either.
    */
-  async addBuffer(data: Buffer): Promise<Buffer> {
+  addBuffer(data: Buffer): Buffer {
     if (this.failure) throw this.failure
     const hasher = new FsVerityHasher()
     hasher.update(data)
     const digest = hasher.digest()
     const hex = digest.toString('hex')
-    if (this.staged.has(hex) || (await this.store.has(digest))) return digest
+    if (this.known(hex)) return digest
     this.staged.add(hex)
-    await this.throttle()
-    const tmp = join(this.dir, `${TEMP_PREFIX}${this.seq++}`)
-    const write = (async () => {
-      try {
-        const fh = await open(tmp, 'wx', OBJECT_MODE)
-        try {
-          await fh.writeFile(data)
-          await fh.sync()
-        } finally {
-          await fh.close()
-        }
-        await rename(tmp, join(this.dir, hex))
-      } catch (err) {
-        this.failure ??= err
-      }
-    })()
-    this.syncs.add(write)
-    void write.finally(() => this.syncs.delete(write))
+    writeFileSync(join(this.dir, hex), data, {flag: 'wx', mode: OBJECT_MODE})
     return digest
   }
 
-  private async throttle(): Promise<void> {
-    while (this.syncs.size >= STAGING_SYNCS) await Promise.race(this.syncs)
+  /**
+   * Stages a copy of the file at `src`, whose fs-verity digest the caller computed (a reflink
+   * where the filesystem can share extents, else copy_file_range). Resolves once the copy is
+   * under way; 'present' when the store or this batch has that content already.
+   */
+  async addFile(src: string | Buffer, digest: Uint8Array): Promise<'staged' | 'present'> {
+    const hex = checkDigest(digest)
+    if (this.known(hex)) return 'present'
+    this.staged.add(hex)
+    const dst = join(this.dir, hex)
+    await this.background(async () => {
+      await copyFile(src, dst, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL)
+      await chmod(dst, OBJECT_MODE)
+    })
+    return 'staged'
   }
 
-  private async settle(): Promise<void> {
-    await Promise.all([...this.syncs])
+  /** Runs a write in the background once fewer than STAGING_WRITES are; its error fails commit(). */
+  private async background(write: () => Promise<void>): Promise<void> {
     if (this.failure) throw this.failure
+    while (this.writes.size >= STAGING_WRITES) await Promise.race(this.writes)
+    const p = write().catch((err: unknown) => {
+      this.failure ??= err
+    })
+    this.writes.add(p)
+    void p.finally(() => this.writes.delete(p))
   }
 
-  /** Moves every staged object into the store (durably), then removes the staging directory. */
+  /**
+   * Makes every staged object durable (one syncfs), links each into place under its digest
+   * (never replacing an object), makes the names durable, then removes the staging directory.
+   */
   async commit(): Promise<{added: number; present: number}> {
-    await this.settle()
+    await Promise.all([...this.writes])
+    if (this.failure) throw this.failure
     let added = 0
     let present = 0
-    await forEachLimit([...this.staged], STAGING_SYNCS, async (hex) => {
-      if ((await this.store.linkStaged(join(this.dir, hex), hex)) === 'added') added++
-      else present++
-    })
+    if (this.staged.size > 0) {
+      await syncFilesystem(this.dir)
+      await forEachLimit([...this.staged], STAGING_WRITES, async (hex) => {
+        if ((await this.store.linkStaged(join(this.dir, hex), hex)) === 'added') added++
+        else present++
+      })
+    }
     await this.store.flush()
     await rm(this.dir, {recursive: true, force: true})
     return {added, present}
@@ -418,7 +444,7 @@ export class ObjectStaging {
 
   /** Removes everything staged: nothing of it reaches the store. */
   async abort(): Promise<void> {
-    await Promise.allSettled([...this.syncs])
+    await Promise.allSettled([...this.writes])
     await rm(this.dir, {recursive: true, force: true})
   }
 }
