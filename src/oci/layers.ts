@@ -33,7 +33,7 @@ export const MAX_LAYER_ENTRIES = 4_000_000
 /** Files up to this size are gathered in memory and staged in one write (ObjectStaging.addBuffer). */
 export const BUFFERED_FILE_MAX = 1 << 20
 /** Decompressed bytes handed to the tar reader per chunk. */
-const GUNZIP_CHUNK = 256 * 1024
+const GUNZIP_CHUNK = 1 << 20
 
 export const WHITEOUT_PREFIX = '.wh.'
 export const OPAQUE_MARKER = '.wh..wh..opq'
