@@ -80,8 +80,9 @@ export async function fetchVerified(
         stats.bytes += c.length
         onBytes?.(c.length)
       }
-      // Durable before the store links it (ObjectStore.adoptVerified with synced: true).
-      if (have === entry.size) await fh.sync()
+      // Not fsynced here: the caller makes a whole batch durable at once before anything of it
+      // gets a name (ObjectStore.adoptVerifiedBatch). A part a crash cut short or emptied only
+      // fails its digest on the next run and is fetched again.
     } catch (err) {
       throw describeFailure(res.url, err)
     } finally {

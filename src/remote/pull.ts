@@ -22,7 +22,7 @@ import {Paths, requireSysroot} from '../deploy/paths.js'
 import {ObjectStore} from '../store/objects.js'
 import {withLock} from '../system/lock.js'
 import {forEachLimit} from '../util/concurrency.js'
-import {exists} from '../util/fs.js'
+import {exists, fsyncPath} from '../util/fs.js'
 import {downloadDir, listDownloads, registerDownload, removeDownloads} from '../deploy/downloads.js'
 import {fetchVerified} from './fetch.js'
 import {DEFAULT_CONNECTIONS} from './http.js'
@@ -73,8 +73,8 @@ export interface PullResult {
 
 /** Above this many references, list the store once instead of probing each object. */
 const LIST_STORE_THRESHOLD = 512
-/** Objects between two fsyncs of the store's directories (names durable for a resume). */
-const FLUSH_EVERY = 256
+/** Verified objects made durable and linked into the store together (one syncfs each batch). */
+const ADOPT_BATCH = 256
 
 async function currentDefault(paths: Paths): Promise<string | null> {
   const {entries} = await readEntries(paths.entries)
@@ -199,6 +199,7 @@ async function pullFrom(
     const part = join(dir, 'image.part')
     const f = await fetchVerified(source, release.image, 'image', part, source.http.stats)
     result.objects.bytesResumed += f.resumed
+    await fsyncPath(part)
     await rename(part, imageFile)
   }
   const img = await loadImage(imageFile)
@@ -226,7 +227,13 @@ async function pullFrom(
   // Objects this download brought, for fs-verity at deploy (written before each enters the store).
   const fetchedList = join(dir, 'fetched')
   let bytesDone = 0
-  let sinceFlush = 0
+  // Verified parts waiting for the next batch: made durable together, then linked into the store.
+  let verified: {path: string; digest: Buffer}[] = []
+  const adopt = async (): Promise<void> => {
+    const batch = verified
+    verified = []
+    result.objects.downloaded += (await store.adoptVerifiedBatch(batch)).length
+  }
   const fetchedFh = await open(fetchedList, 'a')
   try {
     await forEachLimit(missing, opts.transport.connections ?? DEFAULT_CONNECTIONS, async (o) => {
@@ -239,17 +246,12 @@ async function pullFrom(
       bytesDone += f.resumed
       result.objects.bytesDownloaded += f.bytes
       await fetchedFh.write(`${o.digest}\n`)
-      // A part resumed complete from an earlier run was not synced by this one.
-      await store.adoptVerified(part, Buffer.from(o.digest, 'hex'), {synced: f.bytes > 0})
-      result.objects.downloaded++
-      if (++sinceFlush >= FLUSH_EVERY) {
-        sinceFlush = 0
-        await store.flush()
-      }
+      verified.push({path: part, digest: Buffer.from(o.digest, 'hex')})
+      if (verified.length >= ADOPT_BATCH) await adopt()
     })
+    await adopt()
   } finally {
     await fetchedFh.close()
-    await store.flush()
   }
   await rm(join(dir, 'parts'), {recursive: true, force: true})
   await writeFile(join(dir, 'complete'), '')

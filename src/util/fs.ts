@@ -13,7 +13,12 @@ export function tempPathFor(path: string): string {
 }
 
 export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY)
+  await fsyncPath(dir, constants.O_RDONLY | constants.O_DIRECTORY)
+}
+
+/** fsync(2) of an existing file (or, with O_DIRECTORY, a directory). */
+export async function fsyncPath(path: string, flags: number = constants.O_RDONLY): Promise<void> {
+  const fh = await open(path, flags)
   try {
     await fh.sync()
   } finally {
