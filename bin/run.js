@@ -17,7 +17,8 @@ const fast =
 /** The exit code when a short cut answered the command itself, else undefined. */
 async function beforeOclif() {
   if (fast) return 0
-  if (argv[0] === 'digest') return (await import('../dist/src/verity/early.js')).digestBeforeOclif(argv.slice(1))
+  if (argv[0] === 'digest')
+    return (await import('../dist/src/verity/early.js')).digestBeforeOclif(argv.slice(1))
   if (argv[0] === 'build' && argv.includes('--from-dump'))
     return (await import('../dist/cli/early.js')).buildBeforeOclif(argv.slice(1))
   if (argv[0] === 'image' && argv[1] === 'dump')
