@@ -12,12 +12,11 @@
 // From a dump (--from-dump) the tree comes from composefs-dump text instead and no objects
 // are touched: a dump names objects by path and digest but carries no file contents.
 
-import {createReadStream} from 'node:fs'
 import {open} from 'node:fs/promises'
 
 import {InvalidInputError} from './errors.js'
 import {writeImage} from './format/erofs/writer.js'
-import {parseDump} from './format/dump/parse.js'
+import {treeFromDump} from './build-from-dump.js'
 import {ObjectStore} from './store/objects.js'
 import {FsNode, objectPath} from './tree/node.js'
 import {DiskPath, scanTree, ScannedFile} from './tree/scan.js'
@@ -192,11 +191,6 @@ async function storeObjects(
   }
 }
 
-async function treeFromDump(opts: BuildOptions): Promise<FsNode> {
-  const input = opts.source === '-' ? process.stdin : createReadStream(opts.source)
-  return parseDump(input as AsyncIterable<Buffer>, opts.strict ? {strict: true} : {})
-}
-
 export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   let root: FsNode
   let files = {regular: 0, inline: 0, external: 0, externalBytes: 0}
@@ -226,7 +220,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
       throw new InvalidInputError(
         '--objects cannot be used with --from-dump: a dump carries no file contents',
       )
-    root = await treeFromDump(opts)
+    root = await treeFromDump(opts.source, {strict: opts.strict ?? false})
   } else {
     const pool = new DigestPool(opts.threads ? {threads: opts.threads} : {})
     let hashed

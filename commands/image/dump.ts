@@ -1,10 +1,7 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base.js'
-import {dumpImage} from '../../src/image/inspect.js'
-
-/** Lines are gathered into chunks of about this many characters before being written. */
-const CHUNK_CHARS = 1 << 20
+import {imageDumpChunks, printChunks} from '../../cli/print-dump.js'
 
 export default class ImageDump extends BaseCommand {
   static override summary = 'Print the composefs-dump text of an image.'
@@ -24,29 +21,6 @@ is refused with one line and exit code 3.`
 
   async run(): Promise<void> {
     const {args} = await this.parse(ImageDump)
-    const chunks: string[] = []
-    let current: string[] = []
-    let size = 0
-    await dumpImage(args.image, (line) => {
-      current.push(line)
-      size += line.length
-      if (size >= CHUNK_CHARS) {
-        chunks.push(current.join(''))
-        current = []
-        size = 0
-      }
-    })
-    chunks.push(current.join(''))
-    for (const chunk of chunks) await writeStdout(chunk)
+    await printChunks(await imageDumpChunks(args.image))
   }
-}
-
-/** Writes to stdout, waiting when the pipe is full; a closed pipe (`| head`) just ends output. */
-function writeStdout(text: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    process.stdout.write(text, (err) => {
-      if (!err || (err as NodeJS.ErrnoException).code === 'EPIPE') resolve()
-      else reject(err)
-    })
-  })
 }

@@ -6,7 +6,7 @@ import {stat} from 'node:fs/promises'
 import {InvalidInputError} from '../errors.js'
 import {writeDump} from '../format/dump/write.js'
 import {listObjects} from '../format/erofs/reader.js'
-import {absentObjects, loadImage, objectRefs} from './load.js'
+import {absentObjects, loadImage, loadImageTree, objectRefs} from './load.js'
 
 /** The result of `cfsboot image info --json` (schema: docs/schemas/image-info.json). */
 export interface ImageInfoResult {
@@ -38,19 +38,19 @@ export async function imageInfo(path: string): Promise<ImageInfoResult> {
  * `composefs-info dump` prints it (xattrs in the order the image stores them).
  */
 export async function dumpImage(path: string, out: (line: string) => void): Promise<void> {
-  const {root} = await loadImage(path)
+  const {root} = await loadImageTree(path)
   writeDump(root, out, {xattrOrder: 'tree'})
 }
 
 /** Object paths (relative to an objects directory) the image refers to, sorted and unique. */
 export async function imageObjects(path: string): Promise<string[]> {
-  return listObjects((await loadImage(path)).root)
+  return listObjects((await loadImageTree(path)).root)
 }
 
 /** The image's objects that `objectsDir` lacks (sorted; empty when the directory is complete). */
 export async function missingObjects(path: string, objectsDir: string): Promise<string[]> {
   const st = await stat(objectsDir).catch(() => null)
   if (!st?.isDirectory()) throw new InvalidInputError(`objects directory ${objectsDir} does not exist`)
-  const refs = objectRefs((await loadImage(path)).root)
+  const refs = objectRefs((await loadImageTree(path)).root)
   return (await absentObjects(refs, objectsDir)).map((r) => r.path)
 }

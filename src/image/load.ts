@@ -82,12 +82,24 @@ function checkDigestsMatchPaths(root: FsNode): void {
   }
 }
 
-/** Loads, parses and checks an image file. */
-export async function loadImage(path: string, opts: ReadOptions = {}): Promise<LoadedImage> {
+/**
+ * Loads, parses and checks an image file, without its fs-verity digest (hashing the whole
+ * image is most of what `image dump` would otherwise spend besides parsing).
+ */
+export async function loadImageTree(
+  path: string,
+  opts: ReadOptions = {},
+): Promise<Omit<LoadedImage, 'digest'>> {
   const bytes = await loadImageFile(path)
   const tree = readImage(bytes, opts)
   checkDigestsMatchPaths(tree.root)
-  return {bytes, digest: imageDigest(bytes).toString('hex'), tree, root: tree.root}
+  return {bytes, tree, root: tree.root}
+}
+
+/** Loads, parses and checks an image file. */
+export async function loadImage(path: string, opts: ReadOptions = {}): Promise<LoadedImage> {
+  const loaded = await loadImageTree(path, opts)
+  return {...loaded, digest: imageDigest(loaded.bytes).toString('hex')}
 }
 
 /**

@@ -54,13 +54,28 @@ export function text(line: Buffer, start: number, end: number): string {
   return line.toString('latin1', start, end)
 }
 
-/** Digits only: no sign, no blanks, no prefix (upstream's strtoull would take and wrap those). */
-export function parseUnsigned(line: Buffer, start: number, end: number, radix: 8 | 10, what: string): bigint {
+/** Significant digits that always give a number below 2^53 (exact): 15 decimal, 17 octal. */
+const EXACT_DIGITS = {8: 17, 10: 15} as const
+
+/**
+ * Digits only: no sign, no blanks, no prefix (upstream's strtoull would take and wrap those).
+ * The value is a number when it is certainly exact (few enough significant digits, the common
+ * case, computed without a string), otherwise a bigint: callers compare either with limits.
+ */
+export function parseUnsigned(
+  line: Buffer,
+  start: number,
+  end: number,
+  radix: 8 | 10,
+  what: string,
+): number | bigint {
   const maxDigit = radix === 8 ? 0x37 : 0x39
   let ok = end > start
+  let value = 0
   for (let i = start; ok && i < end; i++) {
     const c = line[i]!
     if (c < 0x30 || c > maxDigit) ok = false
+    else value = value * radix + (c - 0x30)
   }
   if (!ok) {
     const s = text(line, start, Math.min(end, start + 64))
@@ -72,6 +87,7 @@ export function parseUnsigned(line: Buffer, start: number, end: number, radix: 8
   // value has are refused before BigInt spends time on them.
   let first = start
   while (first < end - 1 && line[first] === 0x30) first++
+  if (end - first <= EXACT_DIGITS[radix]) return value
   if (end - first > MAX_SIGNIFICANT_DIGITS) {
     throw new LineError(`${what} ${q(text(line, first, first + 30) + '...')} out of range`)
   }
@@ -85,7 +101,7 @@ export function parseMtime(line: Buffer, start: number, end: number): [number, n
   if (dot < 0 || dot >= end) dot = end
   const sec = parseUnsigned(line, start, dot, 10, 'mtime seconds')
   const nsec = parseUnsigned(line, Math.min(dot + 1, end), end, 10, 'mtime nanoseconds')
-  if (sec > BigInt(Number.MAX_SAFE_INTEGER)) throw new LineError(`mtime seconds ${sec} out of range`)
+  if (sec > Number.MAX_SAFE_INTEGER) throw new LineError(`mtime seconds ${sec} out of range`)
   if (nsec > U32_MAX) throw new LineError(`mtime nanoseconds ${nsec} out of range`)
   return [Number(sec), Number(nsec)]
 }

@@ -68,10 +68,18 @@ const F = {
 }
 
 const SPACE = 0x20
+const SLASH = 0x2f
+const BACKSLASH = 0x5c
 const NEWLINE = 0x0a
 const EQUAL = 0x3d
 const AT = 0x40
 const DASH = 0x2d
+
+/** A directory recently added, under the exact path text its line gave. */
+interface RecentDir {
+  path: string
+  node: FsNode
+}
 
 interface HardlinkFixup {
   node: FsNode
@@ -90,6 +98,16 @@ export class DumpParser {
   // Field boundaries of the current line, reused to avoid per-line allocation.
   private readonly starts = new Int32Array(FIELD_COUNT)
   private readonly ends = new Int32Array(FIELD_COUNT)
+  /** Position of the current line's first backslash (its length when none): fields before it need no unescaping. */
+  private firstEscape = 0
+  /**
+   * The directories on the way to the last entry, root first. Dumps list a directory's entries
+   * right after it (upstream's and ours do), so a line's parent is nearly always here: found by
+   * comparing its path text, not by walking the tree from the root component by component.
+   * Each path is the exact text that resolved to its directory, so an equal text resolves to
+   * the same one; anything not found here takes the full walk (addToTree).
+   */
+  private readonly recentDirs: RecentDir[] = []
 
   constructor(opts: ParseDumpOptions = {}) {
     this.strict = opts.strict ?? false
@@ -166,6 +184,8 @@ export class DumpParser {
     // Upstream refuses raw NUL bytes up front (they only make parsing ambiguous).
     const nul = line.indexOf(0)
     if (nul >= 0) throw new LineError(`embedded NUL byte at position ${nul}`)
+    const escape = line.indexOf(BACKSLASH)
+    this.firstEscape = escape < 0 ? line.length : escape
 
     // Split the fixed fields; missing trailing fields are empty, like upstream's split_at().
     const {starts, ends} = this
@@ -183,8 +203,14 @@ export class DumpParser {
     }
     const xattrStart = pos
 
-    const path = this.byteStringField(line, F.path, 'path')
-    if (path.length === 0) throw new LineError('empty path')
+    // Most paths have no escapes: they are placed from the line's bytes (placePlain), and their
+    // text is made only for an error message.
+    const pathStart = starts[F.path]!
+    const pathEnd = ends[F.path]!
+    const plainPath = this.isPlain(line, pathStart, pathEnd)
+    const path = plainPath ? null : this.byteStringField(line, F.path, 'path')
+    if (plainPath ? pathEnd === pathStart : path!.length === 0) throw new LineError('empty path')
+    const pathText = (): string => path ?? text(line, pathStart, pathEnd)
 
     let modeStart = starts[F.mode]!
     const isHardlink = modeStart < ends[F.mode]! && line[modeStart] === AT
@@ -196,13 +222,14 @@ export class DumpParser {
     if (!validType(mode)) throw new LineError(`invalid file type in mode ${Number(rawMode).toString(8)}`)
 
     const node = new FsNode(mode)
-    this.addToTree(path, node)
+    if (plainPath) this.placePlain(line, pathStart, pathEnd, node)
+    else this.addToTree(path!, node)
 
     if (isHardlink) {
       // Upstream ignores every other field of a hardlink line.
-      if (node.isDir()) throw new LineError(`directories cannot be hardlinked: ${q(path)}`)
+      if (node.isDir()) throw new LineError(`directories cannot be hardlinked: ${q(pathText())}`)
       const target = this.optionalByteStringField(line, F.payload, 'hardlink target')
-      if (target === null) throw new LineError(`hardlink ${q(path)} has no target path`)
+      if (target === null) throw new LineError(`hardlink ${q(pathText())} has no target path`)
       this.fixups.push({node, targetPath: target, line: this.lineNo})
       return
     }
@@ -222,10 +249,11 @@ export class DumpParser {
 
     const payload = this.optionalByteStringField(line, F.payload, 'payload')
     const content = this.optionalField(line, F.content, 'content')
-    if (content !== null && BigInt(content.length) !== size) {
+    if (content !== null && Number(size) !== content.length) {
       throw new LineError(`content is ${content.length} bytes but size is ${size}`)
     }
-    const digestText = this.optionalByteStringField(line, F.digest, 'digest')
+    const digest = this.hexDigest(line)
+    const digestText = digest ? null : this.optionalByteStringField(line, F.digest, 'digest')
 
     const type = mode & S_IFMT
     const isDevice = type === S_IFCHR || type === S_IFBLK
@@ -237,12 +265,13 @@ export class DumpParser {
     if (isDevice) {
       if (rdev > U32_MAX) throw new LineError(`rdev ${rdev} out of range (the image stores 32 bits)`)
       node.rdev = Number(rdev)
-    } else if (this.strict && rdev !== 0n) {
+    } else if (this.strict && Number(rdev) !== 0) {
       throw new LineError(`nonzero rdev ${rdev} on a non-device (strict mode)`)
     }
 
     if (type === S_IFLNK) {
-      if (payload === null || payload.length === 0) throw new LineError(`symlink ${q(path)} has no target`)
+      if (payload === null || payload.length === 0)
+        throw new LineError(`symlink ${q(pathText())} has no target`)
       if (payload.length >= Limits.pathMax) {
         throw new LineError(
           `symlink target is ${payload.length} bytes, at most ${Limits.pathMax - 1} allowed`,
@@ -251,7 +280,7 @@ export class DumpParser {
       // Upstream ignores the SIZE field of a symlink: its size is its target's length.
       node.size = payload.length
       if (this.strict) {
-        if (size !== BigInt(payload.length)) {
+        if (Number(size) !== payload.length) {
           throw new LineError(
             `symlink size ${size} differs from its target's length ${payload.length} (strict mode)`,
           )
@@ -275,7 +304,7 @@ export class DumpParser {
       node.content = content !== null && content.length > 0 ? content : null
     }
     node.payload = payload
-    node.digest = this.parseDigest(digestText, node)
+    node.digest = digest ?? this.parseDigest(digestText, node)
 
     if (line.length - xattrStart > DUMP_MAX_XATTR_FIELD_BYTES) {
       throw new LineError(
@@ -301,6 +330,7 @@ export class DumpParser {
       if (!node.isDir()) throw new LineError('the root must be a directory')
       if (this.root) throw new LineError('duplicate root directory "/"')
       this.root = node
+      this.recentDirs.push({path: '', node})
       return
     }
     if (!this.root) throw new LineError(`${q(path)} comes before the root directory "/"`)
@@ -317,15 +347,49 @@ export class DumpParser {
       if (!next) throw new LineError(`parent directory missing for ${q(path)}`)
       parent = next
     }
-    if (name === '.' || name === '..') throw new LineError(`invalid . or .. in path ${q(path)}`)
-    if (name.length === 0) throw new LineError(`empty file name in path ${q(path)}`)
+    this.addNamed(parent, name, node, () => path)
+    if (node.isDir()) {
+      this.recentDirs.length = 1
+      this.recentDirs.push({path, node})
+    }
+  }
+
+  /**
+   * addToTree for a path without escapes, `line[start, end)`: the parent is looked up among
+   * the recent directories by the text before the last slash (the same rules hold: that text
+   * resolved to it before, component by component), else the path takes the full walk.
+   */
+  private placePlain(line: Buffer, start: number, end: number, node: FsNode): void {
+    const slash = line.lastIndexOf(SLASH, end - 1)
+    if (slash < start || !this.root || end - start === 1) {
+      this.addToTree(text(line, start, end), node)
+      return
+    }
+    const parentPath = text(line, start, slash)
+    const dirs = this.recentDirs
+    let i = dirs.length - 1
+    while (i >= 0 && dirs[i]!.path !== parentPath) i--
+    if (i < 0) {
+      this.addToTree(text(line, start, end), node)
+      return
+    }
+    dirs.length = i + 1
+    // The name as a string of its own (a slice of the path's text would keep all of it alive).
+    this.addNamed(dirs[i]!.node, text(line, slash + 1, end), node, () => text(line, start, end))
+    if (node.isDir()) dirs.push({path: text(line, start, end), node})
+  }
+
+  /** The checks on the last component and the insertion (`path` only for messages). */
+  private addNamed(parent: FsNode, name: string, node: FsNode, path: () => string): void {
+    if (name === '.' || name === '..') throw new LineError(`invalid . or .. in path ${q(path())}`)
+    if (name.length === 0) throw new LineError(`empty file name in path ${q(path())}`)
     if (name.length > NAME_MAX) {
-      throw new LineError(`file name of ${name.length} bytes is longer than ${NAME_MAX} in path ${q(path)}`)
+      throw new LineError(`file name of ${name.length} bytes is longer than ${NAME_MAX} in path ${q(path())}`)
     }
     if (!parent.isDir() || !parent.children || parent.linkTo) {
-      throw new LineError(`parent of ${q(path)} is not a directory`)
+      throw new LineError(`parent of ${q(path())} is not a directory`)
     }
-    if (parent.children.has(name)) throw new LineError(`duplicate path ${q(path)}`)
+    if (parent.children.has(name)) throw new LineError(`duplicate path ${q(path())}`)
     parent.addChild(name, node)
   }
 
@@ -341,7 +405,9 @@ export class DumpParser {
       const eq = line.indexOf(EQUAL, pos)
       if (eq < 0 || eq >= end) throw new LineError(`missing = in xattr ${q(text(line, pos, end), 60)}`)
 
-      const key = this.unescape(line, pos, eq, 'xattr key').toString('latin1')
+      const key = this.isPlain(line, pos, eq)
+        ? text(line, pos, eq)
+        : this.unescape(line, pos, eq, 'xattr key').toString('latin1')
       const value = this.unescape(line, eq + 1, end, 'xattr value')
       if (key.includes('\0')) throw new LineError(`NUL byte in xattr key ${q(key)}`)
       if (key.length === 0) throw new LineError('empty xattr key')
@@ -421,9 +487,33 @@ export class DumpParser {
     return this.field(line, i, what)
   }
 
+  /** Whether `line[start, end)` holds no backslash (the line as a whole holds no NUL). */
+  private isPlain(line: Buffer, start: number, end: number): boolean {
+    if (end <= this.firstEscape) return true
+    for (let i = Math.max(start, this.firstEscape); i < end; i++) if (line[i] === BACKSLASH) return false
+    return true
+  }
+
   /** Byte-string fields are C strings upstream; an escaped NUL would silently cut them short. */
   private byteStringField(line: Buffer, i: number, what: string): string {
+    const start = this.starts[i]!
+    const end = this.ends[i]!
+    if (this.isPlain(line, start, end)) return text(line, start, end)
     return noNul(this.field(line, i, what).toString('latin1'), what)
+  }
+
+  /** DIGEST when it is 64 plain hex digits (nearly always), decoded without a string; else null. */
+  private hexDigest(line: Buffer): Buffer | null {
+    const start = this.starts[F.digest]!
+    if (this.ends[F.digest]! - start !== 64 || !this.isPlain(line, start, start + 64)) return null
+    const out = Buffer.allocUnsafe(32)
+    for (let i = 0; i < 32; i++) {
+      const hi = hexValue(line[start + 2 * i]!)
+      const lo = hexValue(line[start + 2 * i + 1]!)
+      if (hi < 0 || lo < 0) return null
+      out[i] = (hi << 4) | lo
+    }
+    return out
   }
 
   private optionalByteStringField(line: Buffer, i: number, what: string): string | null {
@@ -436,6 +526,13 @@ export class DumpParser {
     if (v > U32_MAX) throw new LineError(`${what} ${v} out of range`)
     return Number(v)
   }
+}
+
+function hexValue(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30
+  if (c >= 0x61 && c <= 0x66) return c - 0x61 + 10
+  if (c >= 0x41 && c <= 0x46) return c - 0x41 + 10
+  return -1
 }
 
 function toBuffer(chunk: Buffer | Uint8Array | string): Uint8Array {

@@ -77,22 +77,16 @@ function formatLine(
         : escapeString(inode.payload, ESCAPE_LONE_DASH)
   const content = inode.content === null ? '-' : escapeBytes(inode.content, ESCAPE_LONE_DASH)
   const digest = inode.digest === null ? '-' : inode.digest.toString('hex')
-  const parts = [
-    path || '/',
-    String(inode.size),
-    (hardlinkPath !== undefined ? '@' : '') + inode.mode.toString(8),
-    String(inode.nlink),
-    String(inode.uid),
-    String(inode.gid),
-    String(inode.rdev),
-    `${inode.mtimeSec}.${inode.mtimeNsec}`,
-    payload,
-    content,
-    digest,
-  ]
-  const xattrs = sortXattrs ? [...inode.xattrs].sort((a, b) => cmpBytes(a.key, b.key)) : inode.xattrs
-  for (const x of xattrs) parts.push(formatXattr(x))
-  return parts.join(' ') + '\n'
+  const mode = (hardlinkPath !== undefined ? '@' : '') + inode.mode.toString(8)
+  let line =
+    `${path || '/'} ${inode.size} ${mode} ${inode.nlink} ${inode.uid} ${inode.gid} ${inode.rdev} ` +
+    `${inode.mtimeSec}.${inode.mtimeNsec} ${payload} ${content} ${digest}`
+  const xattrs =
+    sortXattrs && inode.xattrs.length > 1
+      ? [...inode.xattrs].sort((a, b) => cmpBytes(a.key, b.key))
+      : inode.xattrs
+  for (const x of xattrs) line += ' ' + formatXattr(x)
+  return line + '\n'
 }
 
 function formatXattr(x: Xattr): string {

@@ -43,6 +43,8 @@ export interface WXattr {
   value: Buffer
   /** Offset in the shared xattr area, or -1 when stored inline in the inode. */
   sharedOffset: number
+  /** The value as a byte string when it was made from one (no need to convert it back). */
+  text: string | null
 }
 
 /** A node of the tree as it is laid out in the image. */
@@ -69,7 +71,14 @@ export class WNode {
 
   // Set by the layout pass.
   inodeNum = 0
+  /** Placed in the inode order (orderInodes). */
+  ordered = false
   nid = 0
+  /** External files: log2 of the chunk size and the chunk count (layout pass). */
+  chunkBits = 0
+  chunkCount = 0
+  /** Xattrs stored in the shared area (layout pass). */
+  nShared = 0
   compact = false
   ipad = 0
   xattrSize = 0
@@ -124,11 +133,11 @@ export class WNode {
   }
 
   /** Adds or replaces an xattr within the per-inode budget upstream applies to external input. */
-  setXattr(key: string, value: Buffer): void {
+  setXattr(key: string, value: Buffer, text: string | null = null): void {
     const used = putXattr(
       this.xattrs,
       this.xattrBudget,
-      {key, value, sharedOffset: -1},
+      {key, value, sharedOffset: -1, text},
       Limits.externalXattrMax,
     )
     if (used < 0) throw new InvalidInputError(`image: too many or too large xattrs on ${this.path()}`)
@@ -166,7 +175,7 @@ function cloneTree(root: FsNode): WNode {
     w.payload = n.payload
     w.content = n.content
     w.digest = n.digest
-    for (const x of n.xattrs) w.xattrs.push({key: x.key, value: x.value, sharedOffset: -1})
+    for (const x of n.xattrs) w.xattrs.push({key: x.key, value: x.value, sharedOffset: -1, text: null})
     w.xattrBudget = xattrSpace(n.xattrs)
     if (n.linkTo) links.push([w, n.linkTo])
     return w
@@ -222,7 +231,10 @@ function addOverlayXattrs(node: WNode, version: number): void {
   }
   if (node.type === S_IFREG && node.size > 0 && !node.content) {
     node.setXattr(OverlayXattr.metacopy, metacopyValue(node.digest))
-    if (node.payload) node.setXattr(OverlayXattr.redirect, Buffer.from('/' + node.payload, 'latin1'))
+    if (node.payload) {
+      const redirect = '/' + node.payload
+      node.setXattr(OverlayXattr.redirect, Buffer.from(redirect, 'latin1'), redirect)
+    }
   }
   if (node.type === S_IFCHR && node.rdev === 0) {
     // A whiteout in the source tree: store it escaped so it reaches the user as a whiteout.

@@ -2,7 +2,7 @@
 // xattr area), turned back into what the tree meant: composefs's overlayfs xattrs become
 // payloads and digests, escaped `trusted.overlay.overlay.*` ones are unescaped, the rest kept.
 
-import {byteString, DIGEST_SIZE, FsNode, S_IFCHR, S_IFMT, S_IFREG} from '../../tree/node.js'
+import {DIGEST_SIZE, FsNode, S_IFCHR, S_IFMT, S_IFREG} from '../../tree/node.js'
 import {fail, type ImageBuffer} from './image-header.js'
 import {
   OVERLAY_ESCAPE_PREFIX,
@@ -77,9 +77,9 @@ export class XattrReader {
     const type = node.mode & S_IFMT
     if (key === OverlayXattr.redirect) {
       if (type === S_IFREG) {
-        let payload = byteString(value)
-        if (payload.length > 1 && payload.startsWith('/')) payload = payload.slice(1)
-        payload = noNul(payload, 'redirect', nid)
+        // The object path without its leading '/', read as one string.
+        const from = value.length > 1 && value[0] === 0x2f ? 1 : 0
+        const payload = noNul(value.toString('latin1', from), 'redirect', nid)
         if (payload.length > this.limits.maxPayloadLength) fail('redirect payload too long', nid)
         node.payload = payload
       }

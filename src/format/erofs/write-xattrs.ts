@@ -11,11 +11,23 @@ import {
 import type {WNode, WXattr} from './prepare.js'
 import {xxh32} from './xxhash.js'
 
+/** Keys seen so far and their prefix index and suffix: a tree uses few distinct keys. */
+const indexCache = new Map<string, [index: number, suffix: string]>()
+/** Bound on the cache, should a tree have many distinct keys. */
+const INDEX_CACHE_MAX = 4096
+
 export function xattrIndex(key: string): [index: number, suffix: string] {
+  let e = indexCache.get(key)
+  if (e) return e
+  e = [0, key]
   for (const [prefix, index] of WRITER_XATTR_PREFIXES) {
-    if (key.startsWith(prefix)) return [index, key.slice(prefix.length)]
+    if (key.startsWith(prefix)) {
+      e = [index, key.slice(prefix.length)]
+      break
+    }
   }
-  return [0, key]
+  if (indexCache.size < INDEX_CACHE_MAX) indexCache.set(key, e)
+  return e
 }
 
 export function xattrEntrySize(x: WXattr): number {
@@ -37,7 +49,7 @@ export function shareXattrs(nodes: WNode[]): WXattr[] {
     for (const x of n.xattrs) {
       let values = byKey.get(x.key)
       if (!values) byKey.set(x.key, (values = new Map()))
-      const v = x.value.toString('latin1')
+      const v = x.text ?? x.value.toString('latin1')
       let e = values.get(v)
       if (e) e.count++
       else values.set(v, (e = {x, count: 1, offset: -1}))

@@ -81,7 +81,7 @@ function fileType(mode: number): number {
 /** Breadth-first inode order; also fixes directory link counts and sorts xattrs. */
 function orderInodes(root: WNode): {nodes: WNode[]; minMtime: [number, number]; hasAcl: boolean} {
   const nodes: WNode[] = [root]
-  const inTree = new Set<WNode>([root])
+  root.ordered = true
   let minSec = root.mtimeSec
   let minNsec = root.mtimeNsec
   let hasAcl = false
@@ -92,7 +92,7 @@ function orderInodes(root: WNode): {nodes: WNode[]; minMtime: [number, number]; 
       for (const c of node.children) if (c.type === S_IFDIR) n++
       node.nlink = n
     }
-    node.xattrs.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    if (node.xattrs.length > 1) node.xattrs.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
     if (node.mtimeSec < minSec || (node.mtimeSec === minSec && node.mtimeNsec < minNsec)) {
       minSec = node.mtimeSec
       minNsec = node.mtimeNsec
@@ -106,14 +106,14 @@ function orderInodes(root: WNode): {nodes: WNode[]; minMtime: [number, number]; 
     for (const c of node.children) {
       if (c.linkTo) continue
       nodes.push(c)
-      inTree.add(c)
+      c.ordered = true
     }
   }
   for (const node of nodes) {
     for (const c of node.children) {
       if (!c.linkTo) continue
       const t = c.target()
-      if (!inTree.has(t)) throw new InvalidInputError(`image: hardlink ${c.path()} points outside the tree`)
+      if (!t.ordered) throw new InvalidInputError(`image: hardlink ${c.path()} points outside the tree`)
       if (t.type === S_IFDIR && c.name !== '.' && c.name !== '..') {
         throw new InvalidInputError(`image: hardlink to a directory at ${c.path()}`)
       }
@@ -159,7 +159,10 @@ function dataSize(n: WNode): void {
       }
     } else {
       // External file: a block map of null chunks (the data comes from the object via overlayfs).
-      n.tailSize = chunking(n.size).chunkCount * 4
+      const {chunkBits, chunkCount} = chunking(n.size)
+      n.chunkBits = chunkBits
+      n.chunkCount = chunkCount
+      n.tailSize = chunkCount * 4
     }
   }
 }
@@ -208,6 +211,7 @@ function layoutInodes(nodes: WNode[], minMtime: [number, number]): {inodesEnd: n
       inodeSizeField(n) <= 0xffffffff
     const inodeSize = n.compact ? COMPACT_INODE_SIZE : EXTENDED_INODE_SIZE
     const {nShared, unsharedSize} = xattrCounts(n)
+    n.nShared = nShared
     n.xattrSize =
       nShared === 0 && unsharedSize === 0
         ? 0
@@ -257,6 +261,16 @@ class Out {
   }
 }
 
+/**
+ * A safe integer as 64 bits, little-endian, two's complement when negative (mtimes before
+ * 1970), without a BigInt per inode.
+ */
+function writeU64(b: Buffer, v: number, off: number): void {
+  const hi = Math.floor(v / 2 ** 32)
+  b.writeUInt32LE(v - hi * 2 ** 32, off)
+  b.writeInt32LE(hi, off + 4)
+}
+
 function writeXattr(out: Out, x: WXattr): void {
   const [index, suffix] = xattrIndex(x.key)
   out.u8(suffix.length)
@@ -303,7 +317,7 @@ function writeDirents(out: Out, entries: WNode[]): void {
 function writeInode(out: Out, n: WNode, inodesEnd: number, nextBlock: {value: number}): void {
   out.skip(n.ipad)
   const start = out.pos
-  const {nShared} = xattrCounts(n)
+  const nShared = n.nShared
   const icount = n.xattrSize === 0 ? 0 : (n.xattrSize - XATTR_IBODY_HEADER_SIZE) / 4 + 1
   if (icount > 0xffff) throw new InvalidInputError(`image: too many xattrs on ${n.path()}`)
 
@@ -315,7 +329,7 @@ function writeInode(out: Out, n: WNode, inodesEnd: number, nextBlock: {value: nu
     size = n.size
     if (size > 0 && !n.content) {
       layout = Layout.chunkBased
-      chunkFormat = chunking(size).chunkBits - BLOCK_BITS
+      chunkFormat = n.chunkBits - BLOCK_BITS
     }
   } else if (n.type === S_IFLNK) size = n.nBlocks === 0 ? n.tailSize : n.size
 
@@ -346,12 +360,12 @@ function writeInode(out: Out, n: WNode, inodesEnd: number, nextBlock: {value: nu
     b.writeUInt16LE(format, start + Extended.format)
     b.writeUInt16LE(icount, start + Extended.xattrIcount)
     b.writeUInt16LE(n.mode & 0xffff, start + Extended.mode)
-    b.writeBigUInt64LE(BigInt(size), start + Extended.size)
+    writeU64(b, size, start + Extended.size)
     b.writeUInt32LE(u, start + Extended.u)
     b.writeUInt32LE(n.inodeNum, start + Extended.ino)
     b.writeUInt32LE(n.uid >>> 0, start + Extended.uid)
     b.writeUInt32LE(n.gid >>> 0, start + Extended.gid)
-    b.writeBigUInt64LE(BigInt.asUintN(64, BigInt(n.mtimeSec)), start + Extended.mtime)
+    writeU64(b, n.mtimeSec, start + Extended.mtime)
     b.writeUInt32LE(n.mtimeNsec >>> 0, start + Extended.mtimeNsec)
     b.writeUInt32LE(n.nlink >>> 0, start + Extended.nlink)
     out.skip(EXTENDED_INODE_SIZE)
@@ -374,7 +388,7 @@ function writeInode(out: Out, n: WNode, inodesEnd: number, nextBlock: {value: nu
     if (n.nBlocks === 0) out.str(n.payload!)
   } else if (n.type === S_IFREG && n.tailSize > 0) {
     if (n.content) out.bytes(n.content.subarray(n.size - n.tailSize))
-    else for (let i = 0, count = chunking(n.size).chunkCount; i < count; i++) out.u32(NULL_ADDR)
+    else for (let i = 0, count = n.chunkCount; i < count; i++) out.u32(NULL_ADDR)
   }
   if (out.pos - start !== n.isize) throw new Error(`internal: inode size mismatch at ${n.path()}`)
 }

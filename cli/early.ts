@@ -1,0 +1,130 @@
+// `build --from-dump` and `image dump` without loading the CLI framework. Both are short,
+// CPU-bound commands that upstream's C tools answer in a fraction of a second; loading
+// @oclif/core, the command index and everything `cfsboot build` imports for tree and container
+// builds (the scanner, the store, the registry client) cost more than the work itself. So
+// bin/run.js hands these two here first, as it hands `digest` to src/verity/early.ts:
+// - only the plain forms are answered here: `build --from-dump SOURCE -o|--output OUTPUT
+//   [--strict]` (SOURCE a file, not stdin) and `image dump IMAGE`, each flag at most once;
+// - they print exactly what the oclif commands print (test/early.test.ts compares both);
+// - anything else (--json, --help, another flag, a value that looks like a flag) and every
+//   failure go on to oclif, which runs the command again and reports: errors are always oclif's.
+//   Neither command has written anything when it fails (the image is renamed into place last,
+//   the dump is printed only after the whole image was read).
+
+export interface EarlyBuildArguments {
+  source: string
+  output: string
+  strict: boolean
+}
+
+const isValue = (v: string | undefined): v is string => v !== undefined && v !== '' && !v.startsWith('-')
+
+/** The plain `build --from-dump` form, or undefined for anything oclif must parse. */
+export function readBuildArguments(args: readonly string[]): EarlyBuildArguments | undefined {
+  let source: string | undefined
+  let output: string | undefined
+  let fromDump = false
+  let strict = false
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!
+    if (a === '--from-dump') {
+      if (fromDump) return undefined
+      fromDump = true
+    } else if (a === '--strict') {
+      if (strict) return undefined
+      strict = true
+    } else if (a === '-o' || a === '--output' || a.startsWith('--output=')) {
+      const v = a.startsWith('--output=') ? a.slice('--output='.length) : args[++i]
+      if (output !== undefined || !isValue(v)) return undefined
+      output = v
+    } else if (isValue(a) && source === undefined) {
+      source = a
+    } else {
+      return undefined
+    }
+  }
+  if (!fromDump || source === undefined || output === undefined) return undefined
+  return {source, output, strict}
+}
+
+/** The image of the plain `image dump IMAGE` form, or undefined. */
+export function readDumpArguments(args: readonly string[]): string | undefined {
+  return args.length === 1 && isValue(args[0]) ? args[0] : undefined
+}
+
+/** oclif's --json by environment (`jsonEnabled()` reads CFSBOOT_CONTENT_TYPE): leave it to oclif. */
+const jsonByEnvironment = (): boolean => process.env.CFSBOOT_CONTENT_TYPE !== undefined
+
+/**
+ * What oclif does when its command module loads: a reader that went away (`| head`) just ends
+ * the output. Any other stdout error is thrown, as there.
+ */
+function ignoreEpipe(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') return
+    throw err
+  })
+}
+
+/** BaseCommand's rendering of an error that happens after output has begun (cli/base.ts). */
+async function failAsBaseCommand(err: unknown): Promise<number> {
+  const {CfsError, ExitCode, oneLine} = await import('../src/errors.js')
+  if (process.env.CFSBOOT_DEBUG) console.error(err)
+  const e = err instanceof Error ? err : new Error(String(err))
+  process.stderr.write(`Error: ${oneLine(e).replace(/\s*\n\s*/g, ' ')}\n`)
+  return e instanceof CfsError ? e.exitCode : ExitCode.Failure
+}
+
+/**
+ * Called by bin/run.js with the arguments after `build`. Returns the exit code when it has
+ * built the image and printed its digest, or undefined when oclif should run the command.
+ */
+export async function buildBeforeOclif(args: readonly string[]): Promise<number | undefined> {
+  const parsed = readBuildArguments(args)
+  if (!parsed || jsonByEnvironment()) return undefined
+  ignoreEpipe()
+  let digest: string
+  try {
+    const [{treeFromDump}, {writeImage}, {writeFileAtomic}] = await Promise.all([
+      import('../src/build-from-dump.js'),
+      import('../src/format/erofs/writer.js'),
+      import('../src/util/fs.js'),
+    ])
+    // What commands/build.ts and buildImage do for a dump, in the same order (with the same
+    // bar on a terminal).
+    const progress = process.stderr.isTTY ? (await import('./progress.js')).progressBar(true) : undefined
+    try {
+      const root = await treeFromDump(parsed.source, {strict: parsed.strict})
+      progress?.update('write', 0, 1)
+      const written = writeImage(root, {minVersion: 0, maxVersion: 1})
+      await writeFileAtomic(parsed.output, written.image)
+      digest = written.digest.toString('hex')
+    } finally {
+      progress?.stop()
+    }
+  } catch {
+    return undefined
+  }
+  process.stdout.write(digest + '\n')
+  return 0
+}
+
+/** Like buildBeforeOclif, for the arguments after `image dump`. */
+export async function dumpBeforeOclif(args: readonly string[]): Promise<number | undefined> {
+  const image = readDumpArguments(args)
+  if (image === undefined) return undefined
+  ignoreEpipe()
+  const {imageDumpChunks, printChunks} = await import('./print-dump.js')
+  let chunks: string[]
+  try {
+    chunks = await imageDumpChunks(image)
+  } catch {
+    return undefined
+  }
+  try {
+    await printChunks(chunks)
+    return 0
+  } catch (err) {
+    return failAsBaseCommand(err)
+  }
+}

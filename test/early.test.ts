@@ -1,0 +1,161 @@
+// `build --from-dump` and `image dump` answered before oclif loads (cli/early.ts) must print,
+// write and refuse exactly what the oclif commands do: each case runs through bin/run.js (the
+// early path) and through oclif's execute() (the command itself), and the two are compared.
+import assert from 'node:assert/strict'
+import {spawnSync} from 'node:child_process'
+import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {after, describe, it} from 'node:test'
+
+import {readBuildArguments, readDumpArguments} from '../cli/early.js'
+import {dumpToString} from '../src/format/dump/write.js'
+import {writeImage} from '../src/format/erofs/writer.js'
+import {richTree} from './helpers/sample-trees.js'
+import {REPO, RUN_JS} from './helpers/sysroot.js'
+
+const work = mkdtempSync(join(tmpdir(), 'cfsboot-early-'))
+after(() => rmSync(work, {recursive: true, force: true}))
+
+interface Run {
+  status: number | null
+  stdout: string
+  stderr: string
+}
+
+const env = (): NodeJS.ProcessEnv => {
+  const e = {...process.env}
+  delete e.CFSBOOT_CONTENT_TYPE
+  return e
+}
+
+function early(args: string[]): Run {
+  const r = spawnSync(process.execPath, [RUN_JS, ...args], {encoding: 'latin1', env: env()})
+  return {status: r.status, stdout: r.stdout, stderr: r.stderr}
+}
+
+function oclif(args: string[]): Run {
+  const script = `import {execute} from '@oclif/core'
+await execute({dir: ${JSON.stringify(RUN_JS)}, args: JSON.parse(process.argv[1])})`
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(args)], {
+    cwd: REPO,
+    encoding: 'latin1',
+    env: env(),
+  })
+  return {status: r.status, stdout: r.stdout, stderr: r.stderr}
+}
+
+/** The error line (other stderr lines may be Node warnings). */
+const errorLines = (stderr: string): string[] => stderr.split('\n').filter((l) => l.includes('Error'))
+
+describe('the early path of bin/run.js for build --from-dump and image dump', () => {
+  const image = writeImage(richTree()).image
+  const imagePath = join(work, 'rich.cfs')
+  writeFileSync(imagePath, image)
+  const dumpPath = join(work, 'rich.dump')
+  writeFileSync(dumpPath, dumpToString(richTree()), 'latin1')
+
+  it('takes only the plain forms', () => {
+    assert.deepEqual(readBuildArguments(['--from-dump', 'd', '-o', 'i']), {
+      source: 'd',
+      output: 'i',
+      strict: false,
+    })
+    assert.deepEqual(readBuildArguments(['d', '--output=i', '--strict', '--from-dump']), {
+      source: 'd',
+      output: 'i',
+      strict: true,
+    })
+    assert.deepEqual(readBuildArguments(['--from-dump', 'd', '--output', 'i'])?.output, 'i')
+    for (const args of [
+      ['d', '-o', 'i'], // a tree build
+      ['--from-dump', '-', '-o', 'i'], // stdin
+      ['--from-dump', 'd', '-o', 'i', '--json'],
+      ['--from-dump', 'd', '-o', 'i', '--min-version', '1'],
+      ['--from-dump', 'd', '-o', 'i', '-o', 'j'],
+      ['--from-dump', 'd', 'e', '-o', 'i'],
+      ['--from-dump', 'd', '-o'],
+      ['--from-dump', 'd', '-o', '--strict'],
+      ['--from-dump', 'd', '--output='],
+      ['--from-dump', '--from-dump', 'd', '-o', 'i'],
+      ['--from-dump', 'd', '-o', 'i', '--help'],
+      ['--from-dump', 'd', '-o', 'i', '--'],
+    ]) {
+      assert.equal(readBuildArguments(args), undefined, args.join(' '))
+    }
+    assert.equal(readDumpArguments(['i']), 'i')
+    for (const args of [[], ['i', 'j'], ['--json'], ['i', '--help'], ['-']]) {
+      assert.equal(readDumpArguments(args), undefined, args.join(' '))
+    }
+  })
+
+  it('build --from-dump writes the same image and prints the same digest', () => {
+    for (const flags of [[], ['--strict']]) {
+      const a = join(work, 'early.cfs')
+      const b = join(work, 'oclif.cfs')
+      const e = early(['build', '--from-dump', dumpPath, '-o', a, ...flags])
+      const o = oclif(['build', '--from-dump', dumpPath, '-o', b, ...flags])
+      assert.equal(e.status, 0, e.stderr)
+      assert.equal(o.status, 0, o.stderr)
+      assert.equal(e.stdout, o.stdout)
+      assert.match(e.stdout, /^[0-9a-f]{64}\n$/)
+      assert.ok(readFileSync(a).equals(readFileSync(b)))
+      assert.ok(readFileSync(a).equals(image))
+    }
+  })
+
+  it('build --from-dump refuses a bad dump the same way, leaving no image', () => {
+    const bad = join(work, 'bad.dump')
+    writeFileSync(bad, '/ 0 40755 2 0 0 0 0.0 - - -\n/x 0 100644 1 0 0 0 0.0 - - - nokey\n')
+    const a = join(work, 'bad-early.cfs')
+    const e = early(['build', '--from-dump', bad, '-o', a])
+    const o = oclif(['build', '--from-dump', bad, '-o', a])
+    assert.equal(e.status, 3)
+    assert.equal(e.status, o.status)
+    assert.equal(e.stdout, o.stdout)
+    assert.deepEqual(errorLines(e.stderr), errorLines(o.stderr))
+    assert.match(errorLines(e.stderr)[0]!, /^Error: dump line 2: missing = in xattr/)
+    assert.equal(existsSync(a), false)
+    const missing = early(['build', '--from-dump', join(work, 'nothing.dump'), '-o', a])
+    const missingOclif = oclif(['build', '--from-dump', join(work, 'nothing.dump'), '-o', a])
+    assert.equal(missing.status, missingOclif.status)
+    assert.deepEqual(errorLines(missing.stderr), errorLines(missingOclif.stderr))
+  })
+
+  it('image dump prints the same text', () => {
+    const e = early(['image', 'dump', imagePath])
+    const o = oclif(['image', 'dump', imagePath])
+    assert.equal(e.status, 0, e.stderr)
+    assert.equal(o.status, 0, o.stderr)
+    assert.ok(e.stdout.length > 0)
+    assert.equal(e.stdout, o.stdout)
+  })
+
+  it('image dump refuses a bad image the same way, printing nothing', () => {
+    const bad = join(work, 'bad.cfs')
+    writeFileSync(bad, image.subarray(0, 5000))
+    for (const path of [bad, join(work, 'no-such.cfs')]) {
+      const e = early(['image', 'dump', path])
+      const o = oclif(['image', 'dump', path])
+      assert.equal(e.status, 3)
+      assert.equal(e.status, o.status)
+      assert.equal(e.stdout, '')
+      assert.equal(o.stdout, '')
+      assert.deepEqual(errorLines(e.stderr), errorLines(o.stderr))
+      assert.equal(errorLines(e.stderr).length, 1, e.stderr)
+    }
+  })
+
+  it('image dump into a pipe closed early ends quietly', () => {
+    const r = spawnSync(
+      'sh',
+      ['-c', `"${process.execPath}" "${RUN_JS}" image dump "${imagePath}" | head -c 10`],
+      {
+        encoding: 'latin1',
+      },
+    )
+    assert.equal(r.status, 0)
+    assert.equal(r.stdout.length, 10)
+    assert.doesNotMatch(r.stderr, /Error|EPIPE/)
+  })
+})
