@@ -308,9 +308,10 @@ export interface StagedWriter {
 }
 
 /**
- * A batch of objects not yet part of the store (see the header comment). Files are written
- * without fsync, a few at a time in the background, and renamed to their digest inside the
- * staging directory; commit() makes them durable all at once, then gives them their names.
+ * A batch of objects not yet part of the store (see the header comment), each file in the
+ * staging directory under its digest: streamed in (create), written from memory (addBuffer) or
+ * copied in the background, a few at a time (addFile); none is fsynced on its own. commit()
+ * makes them durable all at once, then gives them their names.
  */
 export class ObjectStaging {
   private readonly staged = new Set<string>()
@@ -329,13 +330,7 @@ export class ObjectStaging {
 
   /** True when the content is staged already or in the store (then nothing is written). */
   private known(hex: string): boolean {
-    if (this.staged.has(hex)) return true
-    // Synchronous: a missed lookup costs no exception (a rejected lstat's Error and stack trace
-    // was most of the main thread's time in a streamed build) and no thread-pool round trip.
-    return (
-      lstatSync(join(this.store.dir, hex.slice(0, 2), hex.slice(2)), {throwIfNoEntry: false})?.isFile() ??
-      false
-    )
+    return this.staged.has(hex) || isRegularFile(join(this.store.dir, hex.slice(0, 2), hex.slice(2)))
   }
 
   private tempPath(): string {
