@@ -149,8 +149,8 @@ test('a staged batch: invisible until commit, each content once, present ones sk
   assert.equal(await staging.addFile(files[0]!.p, files[0]!.d), 'present', 'already in the store')
   for (const f of files.slice(1)) assert.equal(await staging.addFile(f.p, f.d), 'staged')
   assert.equal(await staging.addFile(files[1]!.p, files[1]!.d), 'present', 'already in this batch')
-  const inMemory = staging.addBuffer(Buffer.alloc(5000, 1))
-  assert.equal(staging.addBuffer(Buffer.alloc(5000, 1)).toString('hex'), inMemory.toString('hex'))
+  const inMemory = await staging.addBuffer(Buffer.alloc(5000, 1))
+  assert.equal((await staging.addBuffer(Buffer.alloc(5000, 1))).toString('hex'), inMemory.toString('hex'))
   assert.equal((await listAll(store)).length, 1, 'nothing staged has an object name before commit')
 
   assert.deepEqual(await staging.commit(), {added: 40, present: 0})
@@ -169,7 +169,7 @@ test('a staged batch: invisible until commit, each content once, present ones sk
 
   const aborted = await store.stage()
   await aborted.addFile(join(dir, 'src-0'), fakeDigest('never stored'))
-  aborted.addBuffer(Buffer.alloc(3000, 9))
+  await aborted.addBuffer(Buffer.alloc(3000, 9))
   await aborted.abort()
   assert.equal((await listAll(store)).length, 41, 'an aborted batch adds no object')
   assert.deepEqual(

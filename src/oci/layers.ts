@@ -1,7 +1,7 @@
 // One layer blob → a list of entries, its file contents stored as they stream past.
 //
-//   blob bytes ─► sha256 (the descriptor's digest) ─► gunzip | zstd -dc | as is
-//              ─► sha256 (the diff ID) + byte budget ─► tar entries
+//   blob bytes ─► sha256 (the descriptor's digest) ─► gunzip (worker thread) | zstd -dc | as is
+//              ─► sha256 (the diff ID; gzip: on the worker) + byte budget ─► tar entries
 //              ─► regular files > 64 bytes: fs-verity hashed while written to the staging area
 //
 // Nothing is ever held whole in memory (only files small enough to be inlined) or unpacked to
@@ -13,8 +13,6 @@
 // byte budget, and bombs (the budget counts decompressed bytes as they come out).
 
 import {createHash, type Hash} from 'node:crypto'
-import {Readable} from 'node:stream'
-import {createGunzip} from 'node:zlib'
 
 import {DigestMismatchError, InvalidInputError} from '../errors.js'
 import {Limits} from '../format/erofs/layout.js'
@@ -24,16 +22,15 @@ import {zstdDecompress} from '../system/zstd.js'
 import {S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, type Xattr} from '../tree/node.js'
 import {checkXattrs} from '../tree/scan.js'
 import {FsVerityHasher} from '../verity/merkle.js'
+import {gunzipInWorker} from './gunzip.js'
 import {ByteReader, tarEntries, TarType} from './tar.js'
 
 /** Default bound on one layer's decompressed bytes (a bomb stops here); `maxLayerBytes` changes it. */
 export const DEFAULT_MAX_LAYER_BYTES = 256 * 2 ** 30
 /** Entries per layer (bounds the memory of the entry list and the tree). */
 export const MAX_LAYER_ENTRIES = 4_000_000
-/** Files up to this size are gathered in memory and staged in one write (ObjectStaging.addBuffer). */
+/** Files up to this size are gathered in memory and staged from there (ObjectStaging.addBuffer). */
 export const BUFFERED_FILE_MAX = 1 << 20
-/** Decompressed bytes handed to the tar reader per chunk. */
-const GUNZIP_CHUNK = 1 << 20
 
 export const WHITEOUT_PREFIX = '.wh.'
 export const OPAQUE_MARKER = '.wh..wh..opq'
@@ -130,7 +127,7 @@ function kindOf(type: string, name: string): {kind: EntryKind; fmt: number} {
 
 async function* counted(
   src: AsyncIterable<Buffer>,
-  hash: Hash,
+  hash: Hash | null,
   count: {n: number},
   limit: number,
 ): AsyncGenerator<Buffer> {
@@ -138,7 +135,7 @@ async function* counted(
     count.n += chunk.length
     if (count.n > limit)
       throw new InvalidInputError(`layer: expands beyond ${limit} bytes (a compression bomb?)`, {limit})
-    hash.update(chunk)
+    hash?.update(chunk)
     yield chunk
   }
 }
@@ -165,37 +162,18 @@ async function peek(src: AsyncIterable<Buffer>): Promise<{first: Buffer; all: As
   return {first, all: all()}
 }
 
-/** zlib's errors (corrupt data, a bad trailer) are bad input, said in one line. */
-async function* zlibErrors(src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  try {
-    yield* src
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code?.startsWith('Z_')) throw new InvalidInputError(`layer: gzip: ${(err as Error).message}`)
-    throw err
-  }
-}
-
 interface Decompressed {
   out: AsyncIterable<Buffer>
   finish: () => Promise<void>
   kill: () => void
+  /** sha256 (hex) of `out`, when the decompressor computes it (else the reader hashes). */
+  sha256?: () => string
 }
 
 function decompress(first: Buffer, src: AsyncIterable<Buffer>): Decompressed {
   if (first[0] === 0x1f && first[1] === 0x8b) {
-    const gz = createGunzip({chunkSize: GUNZIP_CHUNK})
-    const input = Readable.from(src)
-    input.on('error', (err) => gz.destroy(err))
-    input.pipe(gz)
-    return {
-      out: zlibErrors(gz),
-      finish: async () => undefined,
-      kill: () => {
-        gz.destroy()
-        input.destroy() // ends the generators below it, which close the blob's stream
-      },
-    }
+    const gz = gunzipInWorker(src)
+    return {out: gz.output, finish: async () => undefined, kill: gz.kill, sha256: gz.sha256}
   }
   if (first.readUInt32LE(0) === 0xfd2fb528) {
     const z = zstdDecompress(src)
@@ -215,7 +193,7 @@ export async function readLayer(layer: LayerSource, opts: ReadLayerOptions): Pro
   const raw = counted(await layer.open(), blobHash, blobCount, Number.MAX_SAFE_INTEGER)
   const {first, all} = await peek(raw)
   const dec = decompress(first, all)
-  const diffHash = createHash('sha256')
+  const diffHash = dec.sha256 ? null : createHash('sha256')
   const tarCount = {n: 0}
   const reader = new ByteReader(counted(dec.out, diffHash, tarCount, maxBytes))
   const entries: LayerEntry[] = []
@@ -279,7 +257,7 @@ export async function readLayer(layer: LayerSource, opts: ReadLayerOptions): Pro
     throw new DigestMismatchError(
       `layer ${layer.digest}: content has digest ${blobDigest} (${blobCount.n} bytes)`,
     )
-  const diffId = `sha256:${diffHash.digest('hex')}`
+  const diffId = `sha256:${dec.sha256 ? dec.sha256() : diffHash!.digest('hex')}`
   if (diffId !== layer.diffId)
     throw new DigestMismatchError(
       `layer ${layer.digest ?? layer.diffId}: uncompressed digest ${diffId} is not its diff ID ${layer.diffId}`,
@@ -310,10 +288,10 @@ async function storeContent(
     return
   }
   if (e.size <= BUFFERED_FILE_MAX) {
-    // Small files are gathered and written in one synchronous call (ObjectStaging.addBuffer).
+    // Small files are gathered and handed to the staging area's writer thread (addBuffer).
     const parts: Buffer[] = []
     for await (const c of data) parts.push(Buffer.from(c))
-    e.digest = staging.addBuffer(Buffer.concat(parts)).toString('hex')
+    e.digest = (await staging.addBuffer(Buffer.concat(parts))).toString('hex')
     return
   }
   const w = await staging.create()

@@ -28,7 +28,7 @@
 // directory; one left by a crash is removed by cleanTemporary().
 
 import {randomBytes} from 'node:crypto'
-import {constants, lstatSync, writeFileSync} from 'node:fs'
+import {constants, lstatSync} from 'node:fs'
 import {
   chmod,
   copyFile,
@@ -49,6 +49,7 @@ import {InvalidInputError} from '../errors.js'
 import {syncFilesystem} from '../system/syncfs.js'
 import {DIGEST_SIZE} from '../tree/node.js'
 import {forEachLimit} from '../util/concurrency.js'
+import {StageWriter} from './stage-writer.js'
 import {fsyncPath} from '../util/fs.js'
 import {FsVerityHasher} from '../verity/merkle.js'
 
@@ -309,13 +310,16 @@ export interface StagedWriter {
 
 /**
  * A batch of objects not yet part of the store (see the header comment), each file in the
- * staging directory under its digest: streamed in (create), written from memory (addBuffer) or
- * copied in the background, a few at a time (addFile); none is fsynced on its own. commit()
+ * staging directory under its digest: streamed in (create), written from memory by a worker
+ * thread (addBuffer) or copied in the background, a few at a time (addFile); none is fsynced on
+ * its own. commit()
  * makes them durable all at once, then gives them their names.
  */
 export class ObjectStaging {
   private readonly staged = new Set<string>()
   private readonly writes = new Set<Promise<void>>()
+  /** Small files from memory, written on a worker thread (started on first use). */
+  private writer: StageWriter | null = null
   private failure: unknown = null
   private seq = 0
 
@@ -375,12 +379,11 @@ export class ObjectStaging {
   }
 
   /**
-   * Stages content already in memory (a small file), written synchronously under its digest:
-   * for small files one blocking write to the page cache costs a fraction of an asynchronous
-   * open/write/close (measured: 6,000 files of 30 KB, 0.1 s CPU against 1.4 s). The staging
-   * directory holds no object names, so the file needs no temporary name either.
+   * Stages content already in memory (a small file): hashed here, written under its digest by a
+   * worker thread in batches (StageWriter), so the caller goes on reading its stream meanwhile.
+   * The staging directory holds no object names, so the file needs no temporary name either.
    */
-  addBuffer(data: Buffer): Buffer {
+  async addBuffer(data: Buffer): Promise<Buffer> {
     if (this.failure) throw this.failure
     const hasher = new FsVerityHasher()
     hasher.update(data)
@@ -388,7 +391,7 @@ export class ObjectStaging {
     const hex = digest.toString('hex')
     if (this.known(hex)) return digest
     this.staged.add(hex)
-    writeFileSync(join(this.dir, hex), data, {flag: 'wx', mode: OBJECT_MODE})
+    await (this.writer ??= new StageWriter(this.dir)).add(hex, data)
     return digest
   }
 
@@ -426,6 +429,7 @@ export class ObjectStaging {
    */
   async commit(): Promise<{added: number; present: number}> {
     await Promise.all([...this.writes])
+    await this.writer?.finish()
     if (this.failure) throw this.failure
     let added = 0
     let present = 0
@@ -444,6 +448,7 @@ export class ObjectStaging {
   /** Removes everything staged: nothing of it reaches the store. */
   async abort(): Promise<void> {
     await Promise.allSettled([...this.writes])
+    await this.writer?.close()
     await rm(this.dir, {recursive: true, force: true})
   }
 }
