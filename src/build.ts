@@ -12,7 +12,8 @@
 // From a dump (--from-dump) the tree comes from composefs-dump text instead and no objects
 // are touched: a dump names objects by path and digest but carries no file contents.
 
-import {open} from 'node:fs/promises'
+import {closeSync, openSync, readSync} from 'node:fs'
+import {availableParallelism} from 'node:os'
 
 import {InvalidInputError} from './errors.js'
 import {writeImage} from './format/erofs/writer.js'
@@ -24,7 +25,6 @@ import {Limits} from './format/erofs/layout.js'
 import {importImage} from './oci/import.js'
 import {parseImageReference} from './oci/reference.js'
 import {registryOptions, TransportOptions} from './remote/source-types.js'
-import {forEachLimit} from './util/concurrency.js'
 import {writeFileAtomic} from './util/fs.js'
 import {DigestPool} from './verity/pool.js'
 
@@ -73,17 +73,17 @@ export interface BuildResult {
 const EARLY_BATCH_FILES = 256
 const EARLY_BATCH_BYTES = 64 << 20
 
-const pathKey = (p: DiskPath): string => (typeof p === 'string' ? p : 'b:' + p.toString('latin1'))
-
 /**
  * Hashes files while the scan is still walking the tree: the scanner reports each file as it
- * finds it, and full batches go to the worker pool at once. Hashing is most of a build's work,
- * so overlapping it with the walk brings the build close to the time hashing alone takes.
+ * finds it, and full batches go to the worker pool at once; the digests land in the nodes.
+ * Small files (inlined in the image) are read there and then, while their metadata is fresh.
+ * Hashing is most of a build's work, so overlapping it with the walk brings the build close to
+ * the time hashing alone takes. Per file it keeps nothing but the node (no promise, no key).
  */
 class EarlyHasher {
-  private batch: DiskPath[] = []
+  private batch: ScannedFile[] = []
   private batchBytes = 0
-  private readonly pending = new Map<string, Promise<Buffer>>()
+  private readonly batches: Promise<void>[] = []
   private done = 0
 
   constructor(
@@ -91,33 +91,48 @@ class EarlyHasher {
     private readonly onDone: (done: number) => void,
   ) {}
 
-  add(path: DiskPath, size: number): void {
-    if (size <= Limits.recommendedInlineContentMax) return
-    this.batch.push(path)
+  add(path: DiskPath, node: FsNode): void {
+    const size = node.size
+    if (size === 0) return
+    if (size <= Limits.recommendedInlineContentMax) {
+      node.content = readExactly(path, size)
+      return
+    }
+    this.batch.push({node, path})
     this.batchBytes += size
     if (this.batch.length >= EARLY_BATCH_FILES || this.batchBytes >= EARLY_BATCH_BYTES) this.flush()
   }
 
   flush(): void {
     if (this.batch.length === 0) return
-    const paths = this.batch
+    const files = this.batch
     this.batch = []
     this.batchBytes = 0
-    const all = this.pool.digestFiles(paths)
-    // Errors surface when the digest is awaited; keep them from being "unhandled" meanwhile.
-    all.catch(() => undefined)
-    all.then(() => this.onDone((this.done += paths.length))).catch(() => undefined)
-    paths.forEach((p, i) =>
-      this.pending.set(
-        pathKey(p),
-        all.then((d) => d[i]!),
-      ),
-    )
+    const hashed = this.pool.digestFiles(files.map((f) => f.path)).then((digests) => {
+      files.forEach((f, i) => {
+        f.node.digest = digests[i]!
+        f.node.payload = objectPath(digests[i]!)
+      })
+      this.onDone((this.done += files.length))
+    })
+    // Errors surface when finish() awaits; keep them from being "unhandled" meanwhile.
+    hashed.catch(() => undefined)
+    this.batches.push(hashed)
   }
 
-  /** The digest of a scanned file: the early one, or hashed now (hardlinked files). */
-  digest(path: DiskPath): Promise<Buffer> {
-    return this.pending.get(pathKey(path)) ?? this.pool.digestFile(path)
+  /** Waits for every digest, then hashes or reads the files not reported early (hardlinked ones). */
+  async finish(files: ScannedFile[]): Promise<void> {
+    this.flush()
+    await Promise.all(this.batches)
+    this.batches.length = 0
+    for (const f of files) {
+      const {node} = f
+      if (node.size === 0 || node.digest || node.content) continue
+      if (node.size <= Limits.recommendedInlineContentMax) node.content = readExactly(f.path, node.size)
+      else this.batch.push(f)
+    }
+    this.flush()
+    await Promise.all(this.batches)
   }
 }
 
@@ -126,41 +141,36 @@ async function hashFiles(
   files: ScannedFile[],
   hasher: EarlyHasher,
 ): Promise<{external: ScannedFile[]; inline: number; externalBytes: number}> {
-  hasher.flush()
+  await hasher.finish(files)
   const external: ScannedFile[] = []
-  const inline: ScannedFile[] = []
+  let inline = 0
   let externalBytes = 0
   for (const f of files) {
     const size = f.node.size
     if (size === 0) continue
-    if (size <= Limits.recommendedInlineContentMax) inline.push(f)
+    if (size <= Limits.recommendedInlineContentMax) inline++
     else {
       external.push(f)
       externalBytes += size
     }
   }
-  await forEachLimit(inline, 16, async (f) => {
-    f.node.content = await readExactly(f.path, f.node.size)
-  })
-  const digests = await Promise.all(external.map((f) => hasher.digest(f.path)))
-  external.forEach((f, i) => {
-    f.node.digest = digests[i]!
-    f.node.payload = objectPath(digests[i]!)
-  })
-  return {external, inline: inline.length, externalBytes}
+  return {external, inline, externalBytes}
 }
 
-async function readExactly(path: DiskPath, size: number): Promise<Buffer> {
-  const fh = await open(path, 'r')
+/** The `size` bytes of a small file (synchronous: one short read, cheaper than a promise). */
+function readExactly(path: DiskPath, size: number): Buffer {
+  const fd = openSync(path, 'r')
   try {
     const buf = Buffer.alloc(size)
-    const {bytesRead} = await fh.read(buf, 0, size, 0)
+    const bytesRead = readSync(fd, buf, 0, size, 0)
     // The tree changed under us: refuse rather than store content that disagrees with the scan.
     if (bytesRead !== size)
-      throw new InvalidInputError(`${path}: file changed while building (size ${size}, read ${bytesRead})`)
+      throw new InvalidInputError(
+        `${String(path)}: file changed while building (size ${size}, read ${bytesRead})`,
+      )
     return buf
   } finally {
-    await fh.close()
+    closeSync(fd)
   }
 }
 
@@ -222,15 +232,19 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
       )
     root = await treeFromDump(opts.source, {strict: opts.strict ?? false})
   } else {
-    const pool = new DigestPool(opts.threads ? {threads: opts.threads} : {})
+    // By default one worker per core but one: this thread walks the tree meanwhile, and hashes
+    // too once the walk is done (one thread fewer to start and to hold in memory).
+    const workers = opts.threads ?? availableParallelism() - 1
+    const pool = new DigestPool({threads: workers, mainThread: workers === 0})
     let hashed
     let scan
     try {
       const hasher = new EarlyHasher(pool, (done) => opts.onProgress?.({phase: 'hash', done, total: 0}))
       scan = await scanTree(opts.source, {
         onProgress: (n) => opts.onProgress?.({phase: 'scan', done: n, total: 0}),
-        onFile: (path, size) => hasher.add(path, size),
+        onFile: (path, node) => hasher.add(path, node),
       })
+      if (opts.threads === undefined) pool.helpOnMainThread()
       hashed = await hashFiles(scan.files, hasher)
     } finally {
       await pool.close()

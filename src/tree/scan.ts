@@ -28,8 +28,12 @@ import {byteString, FsNode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG}
  * thread-pool round trips compete with the hashing workers. The turns let the worker pool
  * receive new batches (build hashes during the scan) and progress reach the terminal.
  * Cold cache (caches dropped, loaded machine, 4 runs each): 3.8-8.1 s against 3.5-8.3 s for
- * the async walk with 16 calls in flight, medians ~5.3 s against ~3.9 s: a parallel walk lets the
- * disk reorder requests, which a cold-cache-first caller may want back (not done yet).
+ * the async walk with 16 calls in flight, medians ~5.3 s against ~3.9 s. A prefetching thread
+ * (16 async lstat + 4 readdir in flight ahead of this walk, started only when a slow slice had
+ * read from the disk) was tried and dropped: on this project's machines getfattr's walk, which
+ * runs beside this one, already keeps a second request in flight, and cold scans with the
+ * prefetcher were slower (1.51-2.03 s against 1.24-1.54 s, 3 runs each) at 0.5-1 s more CPU.
+ * A device with a slower disk may differ: measure there before bringing it back (branch i13-image).
  */
 export const SCAN_SLICE_ENTRIES = 256
 
@@ -53,10 +57,10 @@ export interface ScanOptions {
   sliceEntries?: number
   /**
    * Called for each regular file with a single name as soon as it is found, so a caller can
-   * start reading it while the walk goes on (build hashes files during the scan). The path is
-   * the same value `files` later carries for that file.
+   * start reading it while the walk goes on (build hashes files during the scan). The node is
+   * the one `files` later carries for that file (and the path names the same file).
    */
-  onFile?: (path: DiskPath, size: number) => void
+  onFile?: (path: DiskPath, node: FsNode) => void
 }
 
 export interface ScanResult {
@@ -153,7 +157,7 @@ export async function scanTree(rootDir: string, opts: ScanOptions = {}): Promise
       node.size = target.length
     }
     if (!node.isDir() && st.nlink > 1n) inodeKeys.set(node, `${st.dev}:${st.ino}`)
-    else if (opts.onFile && node.isReg()) opts.onFile(diskPath(path), node.size)
+    else if (opts.onFile && node.isReg()) opts.onFile(diskPath(path), node)
     parent.addChild(byteString(name), node)
     if (++entries % PROGRESS_EVERY === 0) opts.onProgress?.(entries)
     return node
