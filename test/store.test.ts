@@ -177,3 +177,16 @@ test('a staged batch: invisible until commit, each content once, present ones sk
     [],
   )
 })
+
+test('a staged batch whose writes fail: commit rejects, abort cleans up, no thread is left running', async (t) => {
+  const dir = tempDir(t)
+  const store = new ObjectStore(join(dir, 'objects'))
+  const staging = await store.stage()
+  // The writer thread cannot create files once the staging directory is gone.
+  rmSync(staging.dir, {recursive: true, force: true})
+  await staging.addBuffer(Buffer.alloc(5000, 4))
+  await assert.rejects(staging.commit(), /ENOENT/)
+  await staging.abort()
+  assert.equal((await listAll(store)).length, 0)
+  // node:test would not end while a worker thread kept the event loop alive.
+})

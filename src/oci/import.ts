@@ -121,7 +121,10 @@ async function importLayers(
         throw err
       }
       if (staging && store) {
-        const c = await staging.commit()
+        const c = await staging.commit().catch(async (err: unknown) => {
+          await staging.abort()
+          throw err
+        })
         result.added += c.added
         result.present += c.present
         await saveLayerRecord(store, layer.diffId, entries)

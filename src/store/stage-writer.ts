@@ -42,9 +42,12 @@ export class StageWriter {
 
   /** Writes what is queued and waits until every batch is on disk (not fsynced). */
   async finish(): Promise<void> {
-    if (this.names.length) await this.send()
-    while (this.inFlight > 0 && !this.failure) await this.wait()
-    await this.close()
+    try {
+      if (this.names.length) await this.send()
+      while (this.inFlight > 0 && !this.failure) await this.wait()
+    } finally {
+      await this.close()
+    }
     if (this.failure) throw this.failure
   }
 
