@@ -28,7 +28,7 @@ function stats(xs: number[]): string {
   return `${median(xs).toFixed(0)} ms (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})`
 }
 
-const help = JSON.parse(readFileSync(join(REPO, 'dist', 'src', 'cli', 'help-cache.json'), 'utf8')) as {
+const help = JSON.parse(readFileSync(join(REPO, 'dist', 'cli', 'help-cache.json'), 'utf8')) as {
   help: Record<string, string>
 }
 const cases: [string, string[]][] = [
