@@ -7,7 +7,7 @@
 //                      object of the pull enters the store (src/deploy/downloads.ts registerDownload)
 //       image          the release's image (its fs-verity digest checked), image.part before
 //       parts/<hex>    object downloads in progress: resumed with HTTP Range after a kill -9,
-//                      moved into the store (ObjectStore.adoptVerified) once their digest matches
+//                      moved into the store (ObjectStore.adoptVerifiedBatch) once their digest matches
 //       complete       every object is in the store: `upgrade --from-downloaded` deploys it
 //
 // A pull killed at any moment leaves only verified objects in the store (each entered by one

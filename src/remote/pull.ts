@@ -5,7 +5,7 @@
 //   3. the image (its fs-verity digest is the index's), whose every object must be listed by the
 //      index with the same size — an image naming anything else is refused;
 //   4. only the objects the store lacks, many at once over kept-alive connections, each verified
-//      while it arrives and moved into the store by ObjectStore.adoptVerified;
+//      while it arrives and moved into the store by ObjectStore.adoptVerifiedBatch;
 //   5. deploy (src/deploy/deploy.ts: atomic, under the lock), unless --download-only.
 // Any failure leaves the deployments untouched and the store with verified objects only; the
 // next pull resumes (HTTP Range) and fetches only what is still missing.

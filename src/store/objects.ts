@@ -50,7 +50,7 @@ import {syncFilesystem} from '../system/syncfs.js'
 import {DIGEST_SIZE} from '../tree/node.js'
 import {forEachLimit} from '../util/concurrency.js'
 import {StageWriter} from './stage-writer.js'
-import {fsyncPath} from '../util/fs.js'
+import {fsyncDir, fsyncPath} from '../util/fs.js'
 import {FsVerityHasher} from '../verity/merkle.js'
 
 /** Objects are world-readable and read-only: overlayfs takes the visible mode from the image. */
@@ -101,6 +101,11 @@ function checkDigest(digest: Uint8Array): string {
   return Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('hex')
 }
 
+/** OBJECTS/ab/cdef…: where the object with this hex digest lives. */
+function objectFile(dir: string, hex: string): string {
+  return join(dir, hex.slice(0, 2), hex.slice(2))
+}
+
 /**
  * Synchronous on purpose: a lookup that misses is the common case while importing, and a
  * rejected promise's Error with its stack trace cost more than the lstat(2) itself.
@@ -123,7 +128,7 @@ export class ObjectStore {
   /** Where the object with this digest lives (whether or not it exists). */
   path(digest: Uint8Array): string {
     const hex = checkDigest(digest)
-    return join(this.dir, hex.slice(0, 2), hex.slice(2))
+    return objectFile(this.dir, hex)
   }
 
   async has(digest: Uint8Array): Promise<boolean> {
@@ -153,7 +158,7 @@ export class ObjectStore {
         await copyFile(srcPath, tmp, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL)
         await chmod(tmp, OBJECT_MODE)
       }
-      await fsyncPath(tmp, constants.O_RDONLY)
+      await fsyncPath(tmp)
       try {
         await link(tmp, final)
       } catch (err) {
@@ -173,7 +178,7 @@ export class ObjectStore {
     return new ObjectStaging(this, await mkdtemp(join(this.dir, STAGING_PREFIX)))
   }
 
-  /** Links a staged, fsynced file into place under its digest (never replacing an object). */
+  /** Links a staged file whose bytes are durable into place under its digest (never replacing an object). */
   async linkStaged(path: string, hex: string): Promise<ImportResult> {
     const fanout = join(this.dir, hex.slice(0, 2))
     const final = join(fanout, hex.slice(2))
@@ -190,39 +195,24 @@ export class ObjectStore {
   }
 
   /**
-   * Moves a file whose fs-verity digest the caller has just checked (a verified download) into
-   * the store under that digest: fsync (unless the caller just did, `synced`), then link(2) into
-   * place (never replacing an object) and the temporary name removed. `path` must be on the
-   * store's filesystem.
-   */
-  async adoptVerified(
-    path: string,
-    digest: Uint8Array,
-    opts: {synced?: boolean} = {},
-  ): Promise<ImportResult> {
-    const hex = checkDigest(digest)
-    try {
-      // Present already: no need to sync a file that is about to be removed.
-      if (isRegularFile(join(this.dir, hex.slice(0, 2), hex.slice(2)))) return 'present'
-      await chmod(path, OBJECT_MODE)
-      if (!opts.synced) await fsyncPath(path, constants.O_RDONLY)
-      return await this.linkStaged(path, hex)
-    } finally {
-      await unlink(path).catch(() => undefined)
-    }
-  }
-
-  /**
-   * adoptVerified for a batch of verified downloads: one syncfs(2) makes all of their bytes
-   * durable, then each is linked into place, then the names are flushed. The downloader writes
-   * without a per-file fsync (one journal commit per object was the slow part of a pull).
+   * Moves files whose fs-verity digests the caller has just checked (verified downloads) into
+   * the store under those digests: made read-only, made durable together with one syncfs(2) (the
+   * downloader writes without a per-file fsync: one journal commit per object was the slow part
+   * of a pull), then each linked into place (never replacing an object), the names flushed and
+   * the temporary names removed. The files must be on the store's filesystem.
    */
   async adoptVerifiedBatch(files: {path: string; digest: Uint8Array}[]): Promise<ImportResult[]> {
     if (files.length === 0) return []
-    await syncFilesystem(files[0]!.path)
-    const results = await Promise.all(files.map((f) => this.adoptVerified(f.path, f.digest, {synced: true})))
-    await this.flush()
-    return results
+    const hexes = files.map((f) => checkDigest(f.digest))
+    try {
+      await Promise.all(files.map((f) => chmod(f.path, OBJECT_MODE)))
+      await syncFilesystem(files[0]!.path)
+      const results = await Promise.all(files.map((f, i) => this.linkStaged(f.path, hexes[i]!)))
+      await this.flush()
+      return results
+    } finally {
+      await Promise.all(files.map((f) => unlink(f.path).catch(() => undefined)))
+    }
   }
 
   /**
@@ -235,7 +225,7 @@ export class ObjectStore {
     const dirs = [...this.dirty]
     this.dirty.clear()
     if (dirs.length > FLUSH_DIRS_MAX) return syncFilesystem(this.dir)
-    await Promise.all(dirs.map((d) => fsyncPath(d, constants.O_RDONLY | constants.O_DIRECTORY)))
+    await Promise.all(dirs.map(fsyncDir))
   }
 
   /** Every object's digest (files with a well-formed name; temporaries and strays are skipped). */
@@ -312,8 +302,7 @@ export interface StagedWriter {
  * A batch of objects not yet part of the store (see the header comment), each file in the
  * staging directory under its digest: streamed in (create), written from memory by a worker
  * thread (addBuffer) or copied in the background, a few at a time (addFile); none is fsynced on
- * its own. commit()
- * makes them durable all at once, then gives them their names.
+ * its own. commit() makes them durable all at once, then gives them their names.
  */
 export class ObjectStaging {
   private readonly staged = new Set<string>()
@@ -334,7 +323,7 @@ export class ObjectStaging {
 
   /** True when the content is staged already or in the store (then nothing is written). */
   private known(hex: string): boolean {
-    return this.staged.has(hex) || isRegularFile(join(this.store.dir, hex.slice(0, 2), hex.slice(2)))
+    return this.staged.has(hex) || isRegularFile(objectFile(this.store.dir, hex))
   }
 
   private tempPath(): string {
@@ -391,7 +380,7 @@ export class ObjectStaging {
     const hex = digest.toString('hex')
     if (this.known(hex)) return digest
     this.staged.add(hex)
-    await (this.writer ??= new StageWriter(this.dir)).add(hex, data)
+    await (this.writer ??= new StageWriter(this.dir, OBJECT_MODE)).add(hex, data)
     return digest
   }
 

@@ -2,7 +2,7 @@
 // one after the other, each file with one synchronous call (the fastest way to create many
 // small files; on the importing thread those calls were a third of a streamed build's time).
 //
-//   parent ─► {dir, names: string[], ends: number[], bytes: ArrayBuffer}
+//   parent ─► {dir, mode, names: string[], ends: number[], bytes: ArrayBuffer}
 //   worker ─► {error: string | null}        one reply a batch, in order
 import {writeFileSync} from 'node:fs'
 import {join} from 'node:path'
@@ -19,8 +19,7 @@ port.on('message', (b: StageBatch) => {
   try {
     b.names.forEach((name, i) => {
       const end = b.ends[i]!
-      // 0o644 is OBJECT_MODE (objects.ts imports this module's parent, so it is not imported).
-      writeFileSync(join(b.dir, name), bytes.subarray(start, end), {flag: 'wx', mode: 0o644})
+      writeFileSync(join(b.dir, name), bytes.subarray(start, end), {flag: 'wx', mode: b.mode})
       start = end
     })
     port.postMessage({error: null})

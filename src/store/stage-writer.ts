@@ -14,6 +14,8 @@ const BATCHES_AHEAD = 4
 
 export interface StageBatch {
   dir: string
+  /** Mode of the files written. */
+  mode: number
   names: string[]
   /** Where each file's bytes end in `bytes`. */
   ends: number[]
@@ -29,7 +31,10 @@ export class StageWriter {
   private failure: Error | null = null
   private waiters: (() => void)[] = []
 
-  constructor(private readonly dir: string) {}
+  constructor(
+    private readonly dir: string,
+    private readonly mode: number,
+  ) {}
 
   /** Queues `data` to be written as DIR/NAME; waits while too many batches are in flight. */
   async add(name: string, data: Uint8Array): Promise<void> {
@@ -69,7 +74,7 @@ export class StageWriter {
       at += p.length
       ends.push(at)
     }
-    const batch: StageBatch = {dir: this.dir, names: this.names, ends, bytes: bytes.buffer}
+    const batch: StageBatch = {dir: this.dir, mode: this.mode, names: this.names, ends, bytes: bytes.buffer}
     this.names = []
     this.parts = []
     this.size = 0
