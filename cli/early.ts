@@ -85,10 +85,9 @@ export async function buildBeforeOclif(args: readonly string[]): Promise<number 
   ignoreEpipe()
   let digest: string
   try {
-    const [{treeFromDump}, {writeImage}, {writeFileAtomic}] = await Promise.all([
+    const [{treeFromDump}, {writeImageFile}] = await Promise.all([
       import('../src/build-from-dump.js'),
-      import('../src/format/erofs/writer.js'),
-      import('../src/util/fs.js'),
+      import('../src/write-image-file.js'),
     ])
     // What commands/build.ts and buildImage do for a dump, in the same order (with the same
     // bar on a terminal).
@@ -96,9 +95,7 @@ export async function buildBeforeOclif(args: readonly string[]): Promise<number 
     try {
       const root = await treeFromDump(parsed.source, {strict: parsed.strict})
       progress?.update('write', 0, 1)
-      const written = writeImage(root, {minVersion: 0, maxVersion: 1})
-      await writeFileAtomic(parsed.output, written.image)
-      digest = written.digest.toString('hex')
+      digest = (await writeImageFile(root, parsed.output)).digest
     } finally {
       progress?.stop()
     }

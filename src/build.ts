@@ -16,7 +16,6 @@ import {closeSync, openSync, readSync} from 'node:fs'
 import {availableParallelism} from 'node:os'
 
 import {InvalidInputError} from './errors.js'
-import {writeImage} from './format/erofs/writer.js'
 import {treeFromDump} from './build-from-dump.js'
 import {ObjectStore} from './store/objects.js'
 import {FsNode, objectPath} from './tree/node.js'
@@ -25,7 +24,7 @@ import {Limits} from './format/erofs/layout.js'
 import {importImage} from './oci/import.js'
 import {parseImageReference} from './oci/reference.js'
 import {registryOptions, TransportOptions} from './remote/source-types.js'
-import {writeFileAtomic} from './util/fs.js'
+import {writeImageFile} from './write-image-file.js'
 import {DigestPool} from './verity/pool.js'
 
 export interface BuildOptions {
@@ -260,17 +259,12 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
       objects = {dir: opts.objects, ...(await storeObjects(hashed.external, opts.objects, opts))}
   }
   opts.onProgress?.({phase: 'write', done: 0, total: 1})
-  const written = writeImage(root, {
+  const written = await writeImageFile(root, opts.output, {
     ...(opts.minVersion !== undefined && {minVersion: opts.minVersion}),
     ...(opts.maxVersion !== undefined && {maxVersion: opts.maxVersion}),
   })
-  await writeFileAtomic(opts.output, written.image)
   return {
-    digest: written.digest.toString('hex'),
-    image: opts.output,
-    imageBytes: written.image.length,
-    formatVersion: written.version,
-    inodes: written.inodes,
+    ...written,
     files,
     objects,
     ...(oci && {oci}),
