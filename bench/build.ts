@@ -12,13 +12,19 @@
 //   node dist/bench/build.js [--tree DIR] [--runs N] [--quick] [--no-store]
 import {spawnSync} from 'node:child_process'
 import {existsSync, mkdirSync, openSync, closeSync, rmSync, writeSync, writeFileSync} from 'node:fs'
-import {join, resolve, dirname} from 'node:path'
-import {fileURLToPath} from 'node:url'
+import {join} from 'node:path'
 
-import {BENCH_CACHE, formatSummary, measureProcess, ProcessRun, Summary, summarize, table} from './lib.js'
+import {
+  BENCH_CACHE,
+  CFSBOOT,
+  formatSummary,
+  measureProcess,
+  ProcessRun,
+  Summary,
+  summarize,
+  table,
+} from './lib.js'
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
-const RUN_JS = join(REPO, 'bin', 'run.js')
 const WORK = join(BENCH_CACHE, 'build')
 
 function arg(name: string, fallback: string): string {
@@ -45,7 +51,7 @@ const COMPOSEFS_INFO = firstTool('COMPOSEFS_INFO', [
   '/tmp/composefs/build/tools/composefs-info',
 ])
 
-const cfsboot = (...args: string[]): [string, string[]] => [process.execPath, [RUN_JS, ...args]]
+const cfsboot = (...args: string[]): [string, string[]] => [CFSBOOT, args]
 
 interface Pair {
   work: string

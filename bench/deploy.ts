@@ -2,7 +2,7 @@
 //   1. deploy an image that references all of them (every object already present),
 //   2. deploy an update that shares 95 % and brings 5 % new objects (from --objects),
 //   3. status, fsck (every object re-hashed), and gc after dropping the first deployment.
-// Each step runs the real CLI (node bin/run.js) and is timed from spawn to exit.
+// Each step runs the real CLI (bin/cfsboot) and is timed from spawn to exit.
 //
 //   node dist/bench/deploy.js [--quick] [--objects N] [--dir DIR]
 //
@@ -20,8 +20,9 @@ import {writeImage} from '../src/format/erofs/writer.js'
 import {FsNode, objectPath, S_IFDIR, S_IFREG} from '../src/tree/node.js'
 import {fsverityDigest} from '../src/verity/merkle.js'
 
+import {CFSBOOT} from './lib.js'
+
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
-const RUN_JS = join(REPO, 'bin', 'run.js')
 const FILES_PER_DIR = 1000
 const KVER = '6.12.0-bench'
 
@@ -108,7 +109,7 @@ interface Step {
 
 function cfsboot(sysroot: string, config: string, args: string[]): {ms: number; stdout: string} {
   const t0 = performance.now()
-  const r = spawnSync(process.execPath, [RUN_JS, ...args, '--sysroot', sysroot, '--config', config], {
+  const r = spawnSync(CFSBOOT, [...args, '--sysroot', sysroot, '--config', config], {
     cwd: REPO,
     encoding: 'utf8',
     maxBuffer: 64 * 1024 * 1024,
@@ -188,7 +189,7 @@ async function main(): Promise<void> {
     console.log('| step | wall time | notes |')
     console.log('|---|---:|---|')
     for (const s of steps) console.log(`| ${s.what} | ${(s.ms / 1000).toFixed(2)} s | ${s.note} |`)
-    console.log('\nWall time from spawn to exit of `node bin/run.js …` (includes ~0.3 s of CLI start-up).')
+    console.log('\nWall time from spawn to exit of `bin/cfsboot …` (includes ~0.3 s of CLI start-up).')
   } finally {
     rmSync(base, {recursive: true, force: true})
   }

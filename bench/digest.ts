@@ -7,14 +7,21 @@ import {randomBytes} from 'node:crypto'
 import {closeSync, existsSync, mkdirSync, readFileSync, readSync, statSync, writeFileSync} from 'node:fs'
 import {availableParallelism} from 'node:os'
 import {join} from 'node:path'
-import {fileURLToPath} from 'node:url'
 
 import {BlockBuffer, openRegular} from '../src/verity/file-hash.js'
 import {FsVerityHasher} from '../src/verity/merkle.js'
 import {DigestPool} from '../src/verity/pool.js'
-import {BENCH_CACHE, median, randomFile, table, timeCommand, timeMs, waitForQuiet, warmCache} from './lib.js'
-
-const BIN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
+import {
+  BENCH_CACHE,
+  CFSBOOT,
+  median,
+  randomFile,
+  table,
+  timeCommand,
+  timeMs,
+  waitForQuiet,
+  warmCache,
+} from './lib.js'
 
 function option(name: string, fallback: number): number {
   const i = process.argv.indexOf(name)
@@ -90,11 +97,11 @@ async function main(): Promise<void> {
       : []),
     {
       name: '`cfsboot digest` (whole process)',
-      run: async () => timeCommand(process.execPath, [BIN, 'digest', file]),
+      run: async () => timeCommand(CFSBOOT, ['digest', file]),
     },
     {
       name: '`cfsboot digest --json` (whole process, through oclif)',
-      run: async () => timeCommand(process.execPath, [BIN, 'digest', '--json', file]),
+      run: async () => timeCommand(CFSBOOT, ['digest', '--json', file]),
     },
     {name: `DigestPool, ${cores} workers, main thread idle`, run: () => inPool(file, {})},
     {
@@ -125,7 +132,7 @@ async function main(): Promise<void> {
       : []),
     {
       name: `\`cfsboot digest\` of ${SMALL_FILES} files`,
-      run: async () => timeCommand(process.execPath, [BIN, 'digest', ...files]),
+      run: async () => timeCommand(CFSBOOT, ['digest', ...files]),
     },
     {
       name: `DigestPool.digestFiles, ${cores} workers`,

@@ -13,7 +13,13 @@ import {
 } from 'node:fs'
 import {randomFillSync} from 'node:crypto'
 import {join} from 'node:path'
+import {fileURLToPath} from 'node:url'
 
+/**
+ * The command users run (bin/cfsboot, the launcher in front of bin/run.js): benchmarks time it,
+ * not `node bin/run.js`, so they include what the launcher does and saves.
+ */
+export const CFSBOOT = fileURLToPath(new URL('../../bin/cfsboot', import.meta.url))
 export const BENCH_CACHE = process.env.CFSBOOT_BENCH_CACHE ?? '/tmp/cfsboot-bench'
 
 /** A file of `size` random bytes under BENCH_CACHE, made once and reused. */

@@ -21,13 +21,10 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs'
-import {dirname, join, resolve} from 'node:path'
-import {fileURLToPath} from 'node:url'
+import {join} from 'node:path'
 
-import {BENCH_CACHE, median, table, timeCommand, warmCache} from './lib.js'
+import {BENCH_CACHE, CFSBOOT, median, table, timeCommand, warmCache} from './lib.js'
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
-const RUN_JS = join(REPO, 'bin', 'run.js')
 const arg = (name: string, fallback: string): string => {
   const i = process.argv.indexOf(name)
   return i >= 0 ? process.argv[i + 1]! : fallback
@@ -134,7 +131,7 @@ async function main(): Promise<void> {
     warmCache(archive)
     fresh(objects)
     times.stream.push(
-      timeCommand(RUN_JS, [
+      timeCommand(CFSBOOT, [
         'build',
         `oci-archive:${archive}`,
         '-o',
@@ -157,7 +154,7 @@ async function main(): Promise<void> {
       ]),
     )
     times.build.push(
-      timeCommand(RUN_JS, ['build', unpacked, '-o', join(WORK, 'unpacked.cfs'), '--objects', objects]),
+      timeCommand(CFSBOOT, ['build', unpacked, '-o', join(WORK, 'unpacked.cfs'), '--objects', objects]),
     )
     same &&= digestOf(join(WORK, 'stream.cfs')) === digestOf(join(WORK, 'unpacked.cfs'))
     if (haveUpstream) {

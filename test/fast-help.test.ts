@@ -3,7 +3,8 @@
 // oclif's own answer (CFSBOOT_NO_FAST_HELP=1 sends the same command through oclif).
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
-import {readFileSync} from 'node:fs'
+import {mkdtempSync, readFileSync, rmSync, symlinkSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {test} from 'node:test'
 
@@ -48,6 +49,22 @@ test('--version equals oclif', () => {
   assert.equal(fast.status, 0)
   assert.match(fast.stdout.toString(), /^cfsboot\/\d+\.\d+\.\d+ \S+-\S+ node-v\d+/)
   assert.ok(fast.stdout.equals(oclif.stdout))
+})
+
+test('bin/cfsboot, also through a symlink as npm installs it, answers as bin/run.js does', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cfsboot-bin-'))
+  t.after(() => rmSync(dir, {recursive: true, force: true}))
+  const link = join(dir, 'cfsboot')
+  symlinkSync(join(REPO, 'bin', 'cfsboot'), link)
+  const expected = run(['build', '--help'])
+  const r = spawnSync(link, ['build', '--help'], {
+    encoding: 'buffer',
+    env: {...process.env, NODE_EXTRA_CA_CERTS: '/nonexistent'},
+  })
+  assert.equal(r.status, 0, r.stderr.toString())
+  assert.ok(r.stdout.equals(expected.stdout))
+  // Node warns about an unreadable NODE_EXTRA_CA_CERTS at start-up; the launcher took it away.
+  assert.equal(r.stderr.toString(), '')
 })
 
 test('answerWithoutOclif takes the short cut only for the exact forms', async () => {

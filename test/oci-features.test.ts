@@ -19,7 +19,7 @@ import {ObjectStore} from '../src/store/objects.js'
 import type {FsNode} from '../src/tree/node.js'
 import {gzipLayer, makeTar, readIndex, sha256, writeLayout, zstdLayer, type TarSpec} from './helpers/oci.js'
 import {startRegistry} from './helpers/servers.js'
-import {RUN_JS} from './helpers/sysroot.js'
+import {REPO, RUN_JS} from './helpers/sysroot.js'
 import {makeTls} from './helpers/tls.js'
 
 function tempDir(t: {after: (fn: () => void) => void}): string {
@@ -255,6 +255,24 @@ test(
     const ok = build('b.cfs', '--ca-file', tls.ca, '--username', 'builder', '--password-file', password)
     assert.equal(ok.status, 0, ok.stderr)
     assert.equal(ok.stdout.trim(), expected.digest)
+    // The CA given the Node way, NODE_EXTRA_CA_CERTS, through bin/cfsboot (which moves it aside
+    // so that Node does not load it at start-up, and the HTTP client adds it back).
+    const viaEnv = spawnSync(
+      join(REPO, 'bin', 'cfsboot'),
+      [
+        'build',
+        `docker://${name}`,
+        '-o',
+        join(work, 'e.cfs'),
+        '--username',
+        'builder',
+        '--password-file',
+        password,
+      ],
+      {encoding: 'utf8', env: {...process.env, NODE_EXTRA_CA_CERTS: tls.ca}},
+    )
+    assert.equal(viaEnv.status, 0, viaEnv.stderr)
+    assert.equal(viaEnv.stdout.trim(), expected.digest)
     // Without the CA the TLS handshake fails; without the password the registry says 401.
     for (const [out, flags] of [
       ['c.cfs', ['--username', 'builder', '--password-file', password]],

@@ -9,6 +9,7 @@
 
 import {readFileSync} from 'node:fs'
 import {Readable} from 'node:stream'
+import {rootCertificates} from 'node:tls'
 import {Dispatcher, EnvHttpProxyAgent, errors as undiciErrors} from 'undici'
 
 import {CfsError, InvalidInputError} from '../errors.js'
@@ -27,6 +28,24 @@ export class RemoteError extends CfsError {
   constructor(message: string, data: Record<string, unknown> = {}) {
     super('EREMOTE', message, data)
     this.name = 'RemoteError'
+  }
+}
+
+/**
+ * The certificates NODE_EXTRA_CA_CERTS named when bin/cfsboot started us (it moves the variable
+ * to CFSBOOT_EXTRA_CA_CERTS so that commands which never connect do not pay for Node building its
+ * trust store at start-up), added to Node's own roots as Node itself would have added them.
+ * Undefined when there are none, or when Node read them itself. An unreadable file is ignored
+ * with a warning, as Node does.
+ */
+function defaultTrustWithExtraCerts(): string[] | undefined {
+  const file = process.env.CFSBOOT_EXTRA_CA_CERTS
+  if (!file || process.env.NODE_EXTRA_CA_CERTS) return undefined
+  try {
+    return [...rootCertificates, readFileSync(file, 'latin1')]
+  } catch (err) {
+    process.emitWarning(`Ignoring extra certs from ${file}: ${(err as Error).message}`)
+    return undefined
   }
 }
 
@@ -94,13 +113,15 @@ export class HttpClient {
 
   constructor(opts: HttpOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
-    let ca: Buffer | undefined
+    let ca: Buffer | string[] | undefined
     if (opts.caFile) {
       try {
         ca = readFileSync(opts.caFile)
       } catch {
         throw new InvalidInputError(`CA file ${opts.caFile} cannot be read`)
       }
+    } else {
+      ca = defaultTrustWithExtraCerts()
     }
     const tls = ca ? {ca} : {}
     this.dispatcher = new EnvHttpProxyAgent({
