@@ -517,8 +517,10 @@ export class DumpParser {
   }
 
   private optionalByteStringField(line: Buffer, i: number, what: string): string | null {
-    const b = this.optionalField(line, i, what)
-    return b === null ? null : noNul(b.toString('latin1'), what)
+    const s = this.starts[i]!
+    if (this.ends[i]! - s === 1 && line[s] === DASH) return null
+    // Straight from the line's bytes when plain: no intermediate Buffer per payload.
+    return this.byteStringField(line, i, what)
   }
 
   private u32Field(line: Buffer, i: number, what: string): number {

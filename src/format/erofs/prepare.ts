@@ -1,5 +1,5 @@
-// Turns an FsNode tree into the tree that a composefs image actually stores (the "W" tree the
-// layout code works on). This is where composefs's overlayfs conventions are applied:
+// Works out the tree that a composefs image actually stores, from an FsNode tree, without
+// copying or modifying it. This is where composefs's overlayfs conventions are applied:
 //   - a file whose content lives in the objects dir gets `trusted.overlay.metacopy` (carrying its
 //     fs-verity digest) and `trusted.overlay.redirect` (the object's path), so overlayfs serves
 //     the object's bytes under the file's name and can check them;
@@ -10,12 +10,14 @@
 //   - the root is opaque and gets whiteouts "00".."ff" so the objects dir's own fan-out
 //     directories never show through in the mounted tree;
 //   - every directory gets "." and ".." entries.
-// The input tree is never modified. The rules follow upstream composefs so images are
-// byte-identical to mkcomposefs's.
+// The result (ImageTree) lists the inodes in image order (breadth-first, names in byte order)
+// and keeps only what differs from the FsNodes, in arrays indexed by inode: a copy of the tree
+// cost more time and memory than the rest of the writer. Most inodes carry no xattrs or only the
+// metacopy/redirect pair, which is derived from the node when needed (write-xattrs.ts) rather
+// than stored. The rules follow upstream composefs so images are byte-identical to mkcomposefs's.
 
 import {InvalidInputError} from '../../errors.js'
 import {
-  cmpBytes,
   FsNode,
   S_IFBLK,
   S_IFCHR,
@@ -47,102 +49,40 @@ export interface WXattr {
   text: string | null
 }
 
-/** A node of the tree as it is laid out in the image. */
-export class WNode {
-  name = ''
-  parent: WNode | null = null
-  children: WNode[] = []
-  linkTo: WNode | null = null
+/** What `ImageTree.external` says of an inode's xattrs when it has no list of its own. */
+export const External = {
+  /** No xattrs. */
+  none: 0,
+  /** Only trusted.overlay.metacopy. */
+  metacopy: 1,
+  /** trusted.overlay.metacopy and trusted.overlay.redirect. */
+  redirect: 2,
+} as const
 
-  mode = 0
-  nlink = 1
-  uid = 0
-  gid = 0
-  rdev = 0
-  size = 0
-  mtimeSec = 0
-  mtimeNsec = 0
-  payload: string | null = null
-  content: Buffer | null = null
-  digest: Buffer | null = null
-  xattrs: WXattr[] = []
-  /** Upstream's running estimate of the inode's xattr space; bounds what may be added. */
-  xattrBudget = 0
+/** An xattr list with upstream's running estimate of its space, which bounds what may be added. */
+interface XattrList {
+  list: WXattr[]
+  budget: number
+}
 
-  // Set by the layout pass.
-  inodeNum = 0
-  /** Placed in the inode order (orderInodes). */
-  ordered = false
-  nid = 0
-  /** External files: log2 of the chunk size and the chunk count (layout pass). */
-  chunkBits = 0
-  chunkCount = 0
-  /** Xattrs stored in the shared area (layout pass). */
-  nShared = 0
-  compact = false
-  ipad = 0
-  xattrSize = 0
-  isize = 0
-  nBlocks = 0
-  tailSize = 0
-
-  get type(): number {
-    return this.mode & S_IFMT
-  }
-
-  target(): WNode {
-    let n: WNode = this
-    while (n.linkTo) {
-      n = n.linkTo
-      if (n === this) throw new InvalidInputError(`image: hardlink cycle at ${this.path()}`)
-    }
-    return n
-  }
-
-  lookup(name: string): WNode | undefined {
-    // Children are kept sorted; binary search.
-    let lo = 0
-    let hi = this.children.length
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1
-      const c = cmpBytes(name, this.children[mid]!.name)
-      if (c === 0) return this.children[mid]
-      if (c < 0) hi = mid
-      else lo = mid + 1
-    }
-    return undefined
-  }
-
-  insertChild(name: string, child: WNode): void {
-    let lo = 0
-    let hi = this.children.length
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1
-      if (cmpBytes(name, this.children[mid]!.name) < 0) hi = mid
-      else lo = mid + 1
-    }
-    child.name = name
-    child.parent = this
-    this.children.splice(lo, 0, child)
-  }
-
-  path(): string {
-    const parts: string[] = []
-    for (let n: WNode | null = this; n && n.parent && n.parent !== n; n = n.parent) parts.push(n.name)
-    return '/' + parts.reverse().join('/')
-  }
-
-  /** Adds or replaces an xattr within the per-inode budget upstream applies to external input. */
-  setXattr(key: string, value: Buffer, text: string | null = null): void {
-    const used = putXattr(
-      this.xattrs,
-      this.xattrBudget,
-      {key, value, sharedOffset: -1, text},
-      Limits.externalXattrMax,
-    )
-    if (used < 0) throw new InvalidInputError(`image: too many or too large xattrs on ${this.path()}`)
-    this.xattrBudget = used
-  }
+/** The inodes of the image and what the image stores differently from their FsNodes. */
+export interface ImageTree {
+  /** The node of each inode, in image order (breadth-first, names in byte order); 0 is the root. */
+  nodes: FsNode[]
+  /** Mode as stored (a whiteout becomes a regular file). */
+  mode: Uint32Array
+  /** Size as stored (a symlink's is its target's length, a whiteout's 0). */
+  size: Float64Array
+  /** Link count as stored (a directory's is 2 + its subdirectories). */
+  nlink: Float64Array
+  /** Directories: entry names in byte order, "." and ".." included. */
+  dirNames: (string[] | undefined)[]
+  /** Directories: the inode of each entry of dirNames. */
+  dirInodes: (Int32Array | undefined)[]
+  /** Inodes with xattrs other than the metacopy/redirect pair: all of them, sorted by key. */
+  xattrs: (WXattr[] | undefined)[]
+  /** Inodes without a list in `xattrs`: External.none, .metacopy or .redirect. */
+  external: Uint8Array
 }
 
 const VALID_TYPES = new Set([S_IFREG, S_IFDIR, S_IFLNK, S_IFBLK, S_IFCHR, S_IFSOCK, S_IFIFO])
@@ -156,59 +96,115 @@ export function chunking(size: number): {chunkBits: number; chunkCount: number} 
   return {chunkBits, chunkCount: Math.ceil(size / 2 ** chunkBits)}
 }
 
-/** Copies the caller's tree; hardlinks are re-pointed into the copy. */
-function cloneTree(root: FsNode): WNode {
-  const map = new Map<FsNode, WNode>()
-  const links: [WNode, FsNode][] = []
-  const copy = (n: FsNode): WNode => {
-    const w = new WNode()
-    map.set(n, w)
-    w.mode = n.mode
-    w.nlink = n.nlink
-    w.uid = n.uid
-    w.gid = n.gid
-    w.rdev = n.rdev
-    // A symlink's size is its target's length, whatever the input claimed (as upstream does).
-    w.size = (n.mode & S_IFMT) === S_IFLNK && n.payload !== null ? n.payload.length : n.size
-    w.mtimeSec = n.mtimeSec
-    w.mtimeNsec = n.mtimeNsec
-    w.payload = n.payload
-    w.content = n.content
-    w.digest = n.digest
-    for (const x of n.xattrs) w.xattrs.push({key: x.key, value: x.value, sharedOffset: -1, text: null})
-    w.xattrBudget = xattrSpace(n.xattrs)
-    if (n.linkTo) links.push([w, n.linkTo])
-    return w
-  }
-  // Iterative copy: deep trees must not overflow the stack.
-  const rootW = copy(root)
-  const stack: [FsNode, WNode][] = [[root, rootW]]
-  while (stack.length) {
-    const [n, w] = stack.pop()!
-    if (!n.children) continue
-    const kids = [...n.children.entries()].sort((a, b) => cmpBytes(a[0], b[0]))
-    for (const [name, c] of kids) {
-      const cw = copy(c)
-      cw.name = name
-      cw.parent = w
-      w.children.push(cw)
-      stack.push([c, cw])
-    }
-  }
-  for (const [w, target] of links) {
-    const t = map.get(target)
-    if (!t) throw new InvalidInputError(`image: hardlink ${w.path()} points outside the tree`)
-    w.linkTo = t
-  }
-  rootW.parent = rootW
-  return rootW
+export function metacopyValue(digest: Buffer | null): Buffer {
+  if (!digest) return Buffer.alloc(0)
+  // fsverity metacopy: version 0, length 36, flags 0, hash algorithm, then the digest.
+  return Buffer.concat([Buffer.from([0, 4 + digest.length, 0, FSVERITY_HASH_ALG_SHA256]), digest])
 }
 
-function validate(node: WNode): void {
-  if (!node.linkTo && !VALID_TYPES.has(node.type)) {
+/** The metacopy value as a byte string, without making the Buffer (for counting equal values). */
+export function metacopyText(digest: Buffer | null): string {
+  if (!digest) return ''
+  return String.fromCharCode(0, 4 + digest.length, 0, FSVERITY_HASH_ALG_SHA256) + digest.toString('latin1')
+}
+
+const EMPTY = Buffer.alloc(0)
+
+/** Whether a node is a file whose content lives in the objects dir (composefs adds metacopy). */
+const isExternal = (n: FsNode): boolean => (n.mode & S_IFMT) === S_IFREG && n.size > 0 && n.content === null
+const isWhiteout = (n: FsNode): boolean => (n.mode & S_IFMT) === S_IFCHR && n.rdev === 0
+
+function followLink(link: FsNode): FsNode {
+  let n = link
+  while (n.linkTo) {
+    n = n.linkTo
+    if (n === link) throw new InvalidInputError(`image: hardlink cycle at ${link.path()}`)
+  }
+  return n
+}
+
+/** Breadth-first inode order and each directory's sorted entries ("." and ".." added). */
+function orderInodes(root: FsNode): {
+  nodes: FsNode[]
+  parents: number[]
+  dirNames: (string[] | undefined)[]
+  dirInodes: (Int32Array | undefined)[]
+  synthetic: Set<FsNode>
+} {
+  const nodes: FsNode[] = [root]
+  const parents: number[] = [0]
+  const dirNames: (string[] | undefined)[] = []
+  const dirInodes: (Int32Array | undefined)[] = []
+  const synthetic = new Set<FsNode>()
+  const links: {dir: number; index: number; link: FsNode; name: string}[] = []
+  for (let i = 0; i < nodes.length; i++) {
+    const n = nodes[i]!
+    if ((n.mode & S_IFMT) !== S_IFDIR) continue
+    const children = n.children ?? new Map<string, FsNode>()
+    const names = [...children.keys()]
+    if (!children.has('.')) names.push('.')
+    if (!children.has('..')) names.push('..')
+    if (i === 0) {
+      // Whiteouts for 00..ff at the root hide the objects dir's fan-out directories.
+      for (let b = 0; b < 256; b++) {
+        const name = b.toString(16).padStart(2, '0')
+        if (!children.has(name)) names.push(name)
+      }
+    }
+    // Names are byte strings, so the default (UTF-16 code unit) order is strcmp's.
+    names.sort()
+    const inodes = new Int32Array(names.length)
+    for (let k = 0; k < names.length; k++) {
+      const name = names[k]!
+      let c = children.get(name)
+      if (c === undefined) {
+        if (name === '.') inodes[k] = i
+        else if (name === '..') inodes[k] = parents[i]!
+        else {
+          c = new FsNode(S_IFCHR | 0o644)
+          c.uid = n.uid
+          c.gid = n.gid
+          c.mtimeSec = n.mtimeSec
+          c.mtimeNsec = n.mtimeNsec
+          c.name = name
+          c.parent = n
+          synthetic.add(c)
+        }
+      }
+      if (c === undefined) continue
+      if (c.linkTo) {
+        inodes[k] = -1
+        links.push({dir: i, index: k, link: c, name})
+      } else {
+        inodes[k] = nodes.length
+        nodes.push(c)
+        parents.push(i)
+      }
+    }
+    dirNames[i] = names
+    dirInodes[i] = inodes
+  }
+  if (links.length > 0) {
+    const inodeOf = new Map<FsNode, number>()
+    for (let i = 0; i < nodes.length; i++) inodeOf.set(nodes[i]!, i)
+    for (const {dir, index, link, name} of links) {
+      const t = inodeOf.get(followLink(link))
+      if (t === undefined)
+        throw new InvalidInputError(`image: hardlink ${link.path()} points outside the tree`)
+      if ((nodes[t]!.mode & S_IFMT) === S_IFDIR && name !== '.' && name !== '..') {
+        throw new InvalidInputError(`image: hardlink to a directory at ${link.path()}`)
+      }
+      dirInodes[dir]![index] = t
+    }
+  }
+  return {nodes, parents, dirNames, dirInodes, synthetic}
+}
+
+function validate(node: FsNode): void {
+  if (!VALID_TYPES.has(node.mode & S_IFMT)) {
     throw new InvalidInputError(`image: invalid file mode ${node.mode.toString(8)} at ${node.path()}`)
   }
-  if (node.type === S_IFREG && node.size > 0 && !node.content) {
+  if (isExternal(node)) {
     if (node.size > Limits.maxFileSize || chunking(node.size).chunkCount > MAX_NONINLINE_CHUNKS) {
       throw new InvalidInputError(
         `image: file too large for composefs (${node.size} bytes) at ${node.path()}`,
@@ -217,80 +213,95 @@ function validate(node: WNode): void {
   }
 }
 
-function metacopyValue(digest: Buffer | null): Buffer {
-  if (!digest) return Buffer.alloc(0)
-  // fsverity metacopy: version 0, length 36, flags 0, hash algorithm, then the digest.
-  return Buffer.concat([Buffer.from([0, 4 + digest.length, 0, FSVERITY_HASH_ALG_SHA256]), digest])
+/** Adds or replaces an xattr within the per-inode budget upstream applies to external input. */
+function setXattr(x: XattrList, node: FsNode, key: string, value: Buffer, text: string | null = null): void {
+  const used = putXattr(x.list, x.budget, {key, value, sharedOffset: -1, text}, Limits.externalXattrMax)
+  if (used < 0) throw new InvalidInputError(`image: too many or too large xattrs on ${node.path()}`)
+  x.budget = used
 }
 
-const EMPTY = Buffer.alloc(0)
-
-function addOverlayXattrs(node: WNode, version: number): void {
+/** The node's own xattrs as stored: its trusted.overlay.* escaped. */
+function ownXattrs(node: FsNode): XattrList {
+  const list: WXattr[] = []
   for (const x of node.xattrs) {
-    if (x.key.startsWith(OVERLAY_PREFIX)) x.key = OVERLAY_ESCAPE_PREFIX + x.key.slice(OVERLAY_PREFIX.length)
+    const key = x.key.startsWith(OVERLAY_PREFIX)
+      ? OVERLAY_ESCAPE_PREFIX + x.key.slice(OVERLAY_PREFIX.length)
+      : x.key
+    list.push({key, value: x.value, sharedOffset: -1, text: null})
   }
-  if (node.type === S_IFREG && node.size > 0 && !node.content) {
-    node.setXattr(OverlayXattr.metacopy, metacopyValue(node.digest))
-    if (node.payload) {
-      const redirect = '/' + node.payload
-      node.setXattr(OverlayXattr.redirect, Buffer.from(redirect, 'latin1'), redirect)
-    }
-  }
-  if (node.type === S_IFCHR && node.rdev === 0) {
-    // A whiteout in the source tree: store it escaped so it reaches the user as a whiteout.
-    const parent = node.parent!
-    node.size = 0
-    node.mode = S_IFREG | (node.mode & ~S_IFMT)
-    node.setXattr(OverlayXattr.escapedWhiteout, EMPTY)
-    node.setXattr(OverlayXattr.userWhiteout, EMPTY)
-    parent.setXattr(OverlayXattr.escapedWhiteouts, EMPTY)
-    parent.setXattr(OverlayXattr.userWhiteouts, EMPTY)
-    if (version >= 1) {
-      parent.setXattr(OverlayXattr.escapedOpaque, Buffer.from('x'))
-      parent.setXattr(OverlayXattr.userOpaque, Buffer.from('x'))
-    }
-  }
+  return {list, budget: xattrSpace(node.xattrs)}
 }
 
-function rewrite(root: WNode, version: number): void {
-  const stack: WNode[] = [root]
-  while (stack.length) {
-    const node = stack.pop()!
-    validate(node)
-    addOverlayXattrs(node, version)
-    if (node.type !== S_IFDIR) continue
-    if (!node.lookup('.')) {
-      const dot = new WNode()
-      dot.linkTo = node
-      node.insertChild('.', dot)
+/** The tree as stored in the image, ready for layout. The input tree is not modified. */
+export function prepareTree(root: FsNode, version: number): ImageTree {
+  if ((root.mode & S_IFMT) !== S_IFDIR) throw new InvalidInputError('image: the root must be a directory')
+  const {nodes, parents, dirNames, dirInodes, synthetic} = orderInodes(root)
+  const count = nodes.length
+  const mode = new Uint32Array(count)
+  const size = new Float64Array(count)
+  const nlink = new Float64Array(count)
+  const external = new Uint8Array(count)
+  const lists: (XattrList | undefined)[] = []
+  const listOf = (i: number): XattrList => (lists[i] ??= ownXattrs(nodes[i]!))
+
+  for (let i = 0; i < count; i++) {
+    const n = nodes[i]!
+    const type = n.mode & S_IFMT
+    mode[i] = n.mode
+    nlink[i] = n.nlink
+    // A symlink's size is its target's length, whatever the input claimed (as upstream does).
+    size[i] = type === S_IFLNK && n.payload !== null ? n.payload.length : n.size
+    if (synthetic.has(n)) {
+      const selinux = lists[0]!.list.find((x) => x.key === 'security.selinux')
+      if (selinux) setXattr(listOf(i), n, selinux.key, selinux.value)
+      continue
     }
-    if (!node.lookup('..')) {
-      const dotdot = new WNode()
-      dotdot.linkTo = node.parent
-      node.insertChild('..', dotdot)
+    validate(n)
+    if (type === S_IFDIR) {
+      let dirs = 2
+      if (n.children) for (const c of n.children.values()) if ((c.mode & S_IFMT) === S_IFDIR) dirs++
+      nlink[i] = dirs
     }
-    // Reverse so that siblings are processed in name order (the order of xattr side effects
-    // on the parent does not change the result, but keeps this easy to compare with upstream).
-    for (let i = node.children.length - 1; i >= 0; i--) {
-      const c = node.children[i]!
-      if (!c.linkTo) stack.push(c)
+    if (i === 0 || n.xattrs.length > 0) listOf(i)
+    const x = lists[i]
+    if (isExternal(n)) {
+      if (x) {
+        setXattr(x, n, OverlayXattr.metacopy, metacopyValue(n.digest), metacopyText(n.digest))
+        if (n.payload) {
+          const redirect = '/' + n.payload
+          setXattr(x, n, OverlayXattr.redirect, Buffer.from(redirect, 'latin1'), redirect)
+        }
+      } else {
+        external[i] = n.payload ? External.redirect : External.metacopy
+      }
     }
+    if (isWhiteout(n)) {
+      // A whiteout in the source tree: store it escaped so it reaches the user as a whiteout.
+      size[i] = 0
+      mode[i] = S_IFREG | (n.mode & ~S_IFMT)
+      const own = listOf(i)
+      setXattr(own, n, OverlayXattr.escapedWhiteout, EMPTY)
+      setXattr(own, n, OverlayXattr.userWhiteout, EMPTY)
+      const p = nodes[parents[i]!]!
+      const parent = listOf(parents[i]!)
+      setXattr(parent, p, OverlayXattr.escapedWhiteouts, EMPTY)
+      setXattr(parent, p, OverlayXattr.userWhiteouts, EMPTY)
+      if (version >= 1) {
+        setXattr(parent, p, OverlayXattr.escapedOpaque, Buffer.from('x'))
+        setXattr(parent, p, OverlayXattr.userOpaque, Buffer.from('x'))
+      }
+    }
+    if (i === 0) setXattr(lists[0]!, n, OverlayXattr.opaque, Buffer.from('y'))
   }
-  root.setXattr(OverlayXattr.opaque, Buffer.from('y'))
-  // Whiteouts for 00..ff at the root hide the objects dir's fan-out directories.
-  const selinux = root.xattrs.find((x) => x.key === 'security.selinux')
-  for (let i = 0; i < 256; i++) {
-    const name = i.toString(16).padStart(2, '0')
-    if (root.lookup(name)) continue
-    const w = new WNode()
-    w.mode = S_IFCHR | 0o644
-    w.uid = root.uid
-    w.gid = root.gid
-    w.mtimeSec = root.mtimeSec
-    w.mtimeNsec = root.mtimeNsec
-    root.insertChild(name, w)
-    if (selinux) w.setXattr(selinux.key, selinux.value)
+
+  const xattrs: (WXattr[] | undefined)[] = []
+  for (let i = 0; i < count; i++) {
+    const x = lists[i]
+    if (!x) continue
+    if (x.list.length > 1) x.list.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    xattrs[i] = x.list
   }
+  return {nodes, mode, size, nlink, dirNames, dirInodes, xattrs, external}
 }
 
 /** Whether the tree holds a whiteout, which needs format version 1 when allowed. */
@@ -298,7 +309,7 @@ function hasWhiteout(root: FsNode): boolean {
   const stack = [root]
   while (stack.length) {
     const n = stack.pop()!
-    if ((n.mode & S_IFMT) === S_IFCHR && n.rdev === 0) return true
+    if (isWhiteout(n)) return true
     if (n.children) for (const c of n.children.values()) if (!c.linkTo) stack.push(c)
   }
   return false
@@ -313,12 +324,4 @@ export function chooseVersion(root: FsNode, minVersion: number, maxVersion: numb
   if (maxVersion < minVersion) maxVersion = minVersion
   if (minVersion < 1 && maxVersion >= 1 && hasWhiteout(root)) return 1
   return minVersion
-}
-
-/** The tree as stored in the image, ready for layout. */
-export function prepareTree(root: FsNode, version: number): WNode {
-  if ((root.mode & S_IFMT) !== S_IFDIR) throw new InvalidInputError('image: the root must be a directory')
-  const w = cloneTree(root)
-  rewrite(w, version)
-  return w
 }

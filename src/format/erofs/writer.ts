@@ -5,9 +5,21 @@
 // Layout:  [composefs header | pad to 1024][superblock 128][inodes, each on a 32-byte slot,
 //          with inline xattrs and tail-packed data][shared xattrs][pad to 4096][data blocks]
 // Inodes are in breadth-first order of the name-sorted tree; a nid is an inode's slot number.
+// Per-inode layout results live in typed arrays indexed by inode (class Placement), not in
+// objects per inode: a large tree has hundreds of thousands.
 
 import {InvalidInputError} from '../../errors.js'
-import {FsNode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK} from '../../tree/node.js'
+import {
+  FsNode,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  S_IFSOCK,
+} from '../../tree/node.js'
 import {fsverityDigest} from '../../verity/merkle.js'
 import {
   BLOCK_SIZE,
@@ -34,9 +46,11 @@ import {
   SUPER_SIZE,
   XATTR_IBODY_HEADER_SIZE,
   BLOCK_BITS,
+  FSVERITY_HASH_ALG_SHA256,
+  OverlayXattr,
 } from './layout.js'
-import {chooseVersion, chunking, prepareTree, WNode, WXattr} from './prepare.js'
-import {shareXattrs, xattrCounts, xattrEntrySize, xattrFilter, xattrIndex} from './write-xattrs.js'
+import {chooseVersion, chunking, External, ImageTree, prepareTree, WXattr} from './prepare.js'
+import {metacopyLength, xattrIndex, XattrLayout} from './write-xattrs.js'
 
 export interface WriteOptions {
   /** Lowest format version to write (default 0). */
@@ -78,56 +92,60 @@ function fileType(mode: number): number {
   }
 }
 
-/** Breadth-first inode order; also fixes directory link counts and sorts xattrs. */
-function orderInodes(root: WNode): {nodes: WNode[]; minMtime: [number, number]; hasAcl: boolean} {
-  const nodes: WNode[] = [root]
-  root.ordered = true
-  let minSec = root.mtimeSec
-  let minNsec = root.mtimeNsec
-  let hasAcl = false
-  for (let i = 0; i < nodes.length; i++) {
-    const node = nodes[i]!
-    if (node.type === S_IFDIR) {
-      let n = 2
-      for (const c of node.children) if (c.type === S_IFDIR) n++
-      node.nlink = n
-    }
-    if (node.xattrs.length > 1) node.xattrs.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+/** Per-inode layout results, indexed by inode. */
+class Placement {
+  readonly nid: Float64Array
+  readonly ipad: Int32Array
+  readonly xattrSize: Int32Array
+  readonly nShared: Int32Array
+  readonly isize: Int32Array
+  readonly nBlocks: Float64Array
+  readonly tailSize: Int32Array
+  readonly chunkBits: Int32Array
+  readonly chunkCount: Int32Array
+  readonly compact: Uint8Array
+  constructor(count: number) {
+    this.nid = new Float64Array(count)
+    this.ipad = new Int32Array(count)
+    this.xattrSize = new Int32Array(count)
+    this.nShared = new Int32Array(count)
+    this.isize = new Int32Array(count)
+    this.nBlocks = new Float64Array(count)
+    this.tailSize = new Int32Array(count)
+    this.chunkBits = new Int32Array(count)
+    this.chunkCount = new Int32Array(count)
+    this.compact = new Uint8Array(count)
+  }
+}
+
+/** The oldest mtime in the tree (the build time, and the mtime of every compact inode). */
+function minMtime(nodes: FsNode[]): [number, number] {
+  let minSec = nodes[0]!.mtimeSec
+  let minNsec = nodes[0]!.mtimeNsec
+  for (const node of nodes) {
     if (node.mtimeSec < minSec || (node.mtimeSec === minSec && node.mtimeNsec < minNsec)) {
       minSec = node.mtimeSec
       minNsec = node.mtimeNsec
     }
-    node.inodeNum = i
-    if (
-      node.xattrs.some((x) => x.key === 'system.posix_acl_access' || x.key === 'system.posix_acl_default')
-    ) {
-      hasAcl = true
-    }
-    for (const c of node.children) {
-      if (c.linkTo) continue
-      nodes.push(c)
-      c.ordered = true
+  }
+  return [minSec, minNsec]
+}
+
+function hasAcl(tree: ImageTree): boolean {
+  for (const list of tree.xattrs) {
+    if (list?.some((x) => x.key === 'system.posix_acl_access' || x.key === 'system.posix_acl_default')) {
+      return true
     }
   }
-  for (const node of nodes) {
-    for (const c of node.children) {
-      if (!c.linkTo) continue
-      const t = c.target()
-      if (!t.ordered) throw new InvalidInputError(`image: hardlink ${c.path()} points outside the tree`)
-      if (t.type === S_IFDIR && c.name !== '.' && c.name !== '..') {
-        throw new InvalidInputError(`image: hardlink to a directory at ${c.path()}`)
-      }
-    }
-  }
-  return {nodes, minMtime: [minSec, minNsec], hasAcl}
+  return false
 }
 
 /** Directory entries split into blocks: returns [nBlocks, tail bytes] before tail placement. */
-function dirSize(n: WNode): [number, number] {
+function dirSize(names: string[]): [number, number] {
   let blocks = 0
   let used = 0
-  for (const c of n.children) {
-    const len = DIRENT_SIZE + c.name.length
+  for (const name of names) {
+    const len = DIRENT_SIZE + name.length
     if (used + len > BLOCK_SIZE) {
       blocks++
       used = 0
@@ -142,90 +160,105 @@ function dirSize(n: WNode): [number, number] {
   return [blocks, used]
 }
 
-function dataSize(n: WNode): void {
-  n.nBlocks = 0
-  n.tailSize = 0
-  if (n.type === S_IFDIR) {
-    ;[n.nBlocks, n.tailSize] = dirSize(n)
-  } else if (n.type === S_IFLNK) {
-    n.tailSize = n.payload!.length
-  } else if (n.type === S_IFREG && n.size > 0) {
+function dataSize(tree: ImageTree, p: Placement, i: number): void {
+  const type = tree.mode[i]! & S_IFMT
+  const size = tree.size[i]!
+  const n = tree.nodes[i]!
+  let nBlocks = 0
+  let tailSize = 0
+  if (type === S_IFDIR) {
+    ;[nBlocks, tailSize] = dirSize(tree.dirNames[i]!)
+  } else if (type === S_IFLNK) {
+    tailSize = n.payload!.length
+  } else if (type === S_IFREG && size > 0) {
     if (n.content) {
-      n.nBlocks = Math.floor(n.size / BLOCK_SIZE)
-      n.tailSize = n.size % BLOCK_SIZE
-      if (n.tailSize > BLOCK_SIZE / 2) {
-        n.nBlocks++
-        n.tailSize = 0
+      nBlocks = Math.floor(size / BLOCK_SIZE)
+      tailSize = size % BLOCK_SIZE
+      if (tailSize > BLOCK_SIZE / 2) {
+        nBlocks++
+        tailSize = 0
       }
     } else {
       // External file: a block map of null chunks (the data comes from the object via overlayfs).
-      const {chunkBits, chunkCount} = chunking(n.size)
-      n.chunkBits = chunkBits
-      n.chunkCount = chunkCount
-      n.tailSize = chunkCount * 4
+      const {chunkBits, chunkCount} = chunking(size)
+      p.chunkBits[i] = chunkBits
+      p.chunkCount[i] = chunkCount
+      tailSize = chunkCount * 4
     }
   }
+  p.nBlocks[i] = nBlocks
+  p.tailSize[i] = tailSize
 }
 
-function inodeSizeField(n: WNode): number {
-  return n.type === S_IFDIR ? n.nBlocks * BLOCK_SIZE + n.tailSize : n.size
+function inodeSizeField(tree: ImageTree, p: Placement, i: number): number {
+  return (tree.mode[i]! & S_IFMT) === S_IFDIR ? p.nBlocks[i]! * BLOCK_SIZE + p.tailSize[i]! : tree.size[i]!
 }
 
 /** Padding before an inode so its tail data does not cross a block boundary. */
-function tailPadding(n: WNode, pos: number, inodeSize: number, xattrSize: number): number {
-  const nonTail = inodeSize + xattrSize
-  const total = nonTail + n.tailSize
-  if (n.type === S_IFLNK) {
+function tailPadding(type: number, p: Placement, i: number, pos: number, inodeSize: number): number {
+  const nonTail = inodeSize + p.xattrSize[i]!
+  const tailSize = p.tailSize[i]!
+  const total = nonTail + tailSize
+  if (type === S_IFLNK) {
     // Symlinks keep inode and target in one block; a target that cannot fit goes to a data block.
     const startBlock = Math.floor(pos / BLOCK_SIZE)
     const endBlock = Math.floor((pos + total - 1) / BLOCK_SIZE)
     if (Math.floor(total / BLOCK_SIZE) > 0) {
-      n.nBlocks++
-      n.tailSize = 0
+      p.nBlocks[i]!++
+      p.tailSize[i] = 0
     }
     return startBlock !== endBlock ? roundUp(pos, BLOCK_SIZE) - pos : 0
   }
   let remainder = BLOCK_SIZE - ((pos + nonTail) % BLOCK_SIZE)
-  if (remainder >= n.tailSize) return 0
+  if (remainder >= tailSize) return 0
   const extra = roundUp(remainder, SLOT_SIZE)
   remainder = BLOCK_SIZE - ((pos + nonTail + extra) % BLOCK_SIZE)
-  if (n.tailSize <= remainder) return extra
+  if (tailSize <= remainder) return extra
   // It does not fit even after padding: put the tail in a block of its own.
-  n.nBlocks++
-  n.tailSize = 0
+  p.nBlocks[i]!++
+  p.tailSize[i] = 0
   return roundUp(pos, BLOCK_SIZE) - pos
 }
 
 /** Assigns nids; returns the end of the inode area and the number of data blocks. */
-function layoutInodes(nodes: WNode[], minMtime: [number, number]): {inodesEnd: number; dataBlocks: number} {
+function layoutInodes(
+  tree: ImageTree,
+  xattrs: XattrLayout,
+  p: Placement,
+  minMtime: [number, number],
+): {inodesEnd: number; dataBlocks: number} {
   let pos = SUPER_OFFSET + SUPER_SIZE
   let dataBlocks = 0
-  for (const n of nodes) {
-    dataSize(n)
-    n.compact =
+  const {nodes} = tree
+  for (let i = 0; i < nodes.length; i++) {
+    const n = nodes[i]!
+    dataSize(tree, p, i)
+    const compact =
       n.mtimeSec === minMtime[0] &&
       n.mtimeNsec === minMtime[1] &&
-      n.nlink <= 0xffff &&
+      tree.nlink[i]! <= 0xffff &&
       n.uid <= 0xffff &&
       n.gid <= 0xffff &&
-      inodeSizeField(n) <= 0xffffffff
-    const inodeSize = n.compact ? COMPACT_INODE_SIZE : EXTENDED_INODE_SIZE
-    const {nShared, unsharedSize} = xattrCounts(n)
-    n.nShared = nShared
-    n.xattrSize =
+      inodeSizeField(tree, p, i) <= 0xffffffff
+    p.compact[i] = compact ? 1 : 0
+    const inodeSize = compact ? COMPACT_INODE_SIZE : EXTENDED_INODE_SIZE
+    const {nShared, unsharedSize} = xattrs.counts(i)
+    p.nShared[i] = nShared
+    p.xattrSize[i] =
       nShared === 0 && unsharedSize === 0
         ? 0
         : roundUp(XATTR_IBODY_HEADER_SIZE + nShared * 4 + unsharedSize, 4)
     const aligned = roundUp(pos, SLOT_SIZE)
-    n.ipad = aligned - pos
+    let ipad = aligned - pos
     pos = aligned
-    const extra = tailPadding(n, pos, inodeSize, n.xattrSize)
-    n.ipad += extra
+    const extra = tailPadding(tree.mode[i]! & S_IFMT, p, i, pos, inodeSize)
+    ipad += extra
     pos += extra
-    n.isize = inodeSize + n.xattrSize + n.tailSize
-    dataBlocks += n.nBlocks
-    n.nid = pos / SLOT_SIZE
-    pos += n.isize
+    p.ipad[i] = ipad
+    p.isize[i] = inodeSize + p.xattrSize[i]! + p.tailSize[i]!
+    dataBlocks += p.nBlocks[i]!
+    p.nid[i] = pos / SLOT_SIZE
+    pos += p.isize[i]!
   }
   return {inodesEnd: roundUp(pos, SLOT_SIZE), dataBlocks}
 }
@@ -281,135 +314,208 @@ function writeXattr(out: Out, x: WXattr): void {
   out.align(4)
 }
 
-/** Splits a directory's entries into the chunks that are written as blocks and as the tail. */
-function direntChunks(n: WNode): {blocks: WNode[][]; tail: WNode[]} {
-  const blocks: WNode[][] = []
-  let current: WNode[] = []
+/** The inline entry of a derived metacopy (the metacopyValue of `digest`), without making it. */
+function writeMetacopy(out: Out, digest: Buffer | null): void {
+  const [index, suffix] = xattrIndex(OverlayXattr.metacopy)
+  out.u8(suffix.length)
+  out.u8(index)
+  out.u16(metacopyLength(digest))
+  out.str(suffix)
+  if (digest) {
+    out.u8(0)
+    out.u8(4 + digest.length)
+    out.u8(0)
+    out.u8(FSVERITY_HASH_ALG_SHA256)
+    out.bytes(digest)
+  }
+  out.align(4)
+}
+
+/** The inline entry of a derived redirect ("/" + payload), without making it. */
+function writeRedirect(out: Out, payload: string): void {
+  const [index, suffix] = xattrIndex(OverlayXattr.redirect)
+  out.u8(suffix.length)
+  out.u8(index)
+  out.u16(1 + payload.length)
+  out.str(suffix)
+  out.u8(0x2f)
+  out.str(payload)
+  out.align(4)
+}
+
+/** The inode's xattr body after its header: shared references, then inline entries. */
+function writeXattrs(out: Out, tree: ImageTree, xattrs: XattrLayout, i: number, inodesEnd: number): void {
+  const ref = (offset: number): void => out.u32(((inodesEnd % BLOCK_SIZE) + offset) / 4)
+  const list = tree.xattrs[i]
+  if (list) {
+    for (const x of list) if (x.sharedOffset >= 0) ref(x.sharedOffset)
+    for (const x of list) if (x.sharedOffset < 0) writeXattr(out, x)
+    return
+  }
+  const n = tree.nodes[i]!
+  const redirect = tree.external[i] === External.redirect
+  const mc = xattrs.metacopyOffset[i]!
+  const rd = redirect ? xattrs.redirectOffset[i]! : -1
+  if (mc >= 0) ref(mc)
+  if (rd >= 0) ref(rd)
+  if (mc < 0) writeMetacopy(out, n.digest)
+  if (redirect && rd < 0) writeRedirect(out, n.payload!)
+}
+
+/** Splits a directory's entries (indexes into its names) into the blocks and the tail. */
+function direntChunks(
+  names: string[],
+  nBlocks: number,
+): {blocks: [number, number][]; tail: [number, number]} {
+  const blocks: [number, number][] = []
+  let first = 0
   let used = 0
-  for (const c of n.children) {
-    const len = DIRENT_SIZE + c.name.length
+  for (let k = 0; k < names.length; k++) {
+    const len = DIRENT_SIZE + names[k]!.length
     if (used + len > BLOCK_SIZE) {
-      blocks.push(current)
-      current = []
+      blocks.push([first, k])
+      first = k
       used = 0
     }
-    current.push(c)
     used += len
   }
-  if (blocks.length < n.nBlocks) return {blocks: [...blocks, current], tail: []}
-  return {blocks, tail: current}
+  if (blocks.length < nBlocks) return {blocks: [...blocks, [first, names.length]], tail: [0, 0]}
+  return {blocks, tail: [first, names.length]}
 }
 
-function writeDirents(out: Out, entries: WNode[]): void {
-  let nameoff = entries.length * DIRENT_SIZE
-  for (const c of entries) {
-    const t = c.target()
-    out.u32(t.nid) // nid is a u64; images this writer makes stay far below 2^32 slots.
+function writeDirents(
+  out: Out,
+  tree: ImageTree,
+  p: Placement,
+  dir: number,
+  [from, to]: [number, number],
+): void {
+  const names = tree.dirNames[dir]!
+  const inodes = tree.dirInodes[dir]!
+  let nameoff = (to - from) * DIRENT_SIZE
+  for (let k = from; k < to; k++) {
+    const t = inodes[k]!
+    out.u32(p.nid[t]!) // nid is a u64; images this writer makes stay far below 2^32 slots.
     out.u32(0)
     out.u16(nameoff)
-    out.u8(fileType(t.mode))
+    out.u8(fileType(tree.mode[t]!))
     out.u8(0)
-    nameoff += c.name.length
+    nameoff += names[k]!.length
   }
-  for (const c of entries) out.str(c.name)
+  for (let k = from; k < to; k++) out.str(names[k]!)
 }
 
-function writeInode(out: Out, n: WNode, inodesEnd: number, nextBlock: {value: number}): void {
-  out.skip(n.ipad)
+function writeInode(
+  out: Out,
+  tree: ImageTree,
+  xattrs: XattrLayout,
+  p: Placement,
+  i: number,
+  inodesEnd: number,
+  nextBlock: {value: number},
+): void {
+  const n = tree.nodes[i]!
+  const type = tree.mode[i]! & S_IFMT
+  const nBlocks = p.nBlocks[i]!
+  const tailSize = p.tailSize[i]!
+  const xattrSize = p.xattrSize[i]!
+  const compact = p.compact[i] === 1
+  out.skip(p.ipad[i]!)
   const start = out.pos
-  const nShared = n.nShared
-  const icount = n.xattrSize === 0 ? 0 : (n.xattrSize - XATTR_IBODY_HEADER_SIZE) / 4 + 1
+  const icount = xattrSize === 0 ? 0 : (xattrSize - XATTR_IBODY_HEADER_SIZE) / 4 + 1
   if (icount > 0xffff) throw new InvalidInputError(`image: too many xattrs on ${n.path()}`)
 
-  let layout: number = n.tailSize > 0 ? Layout.flatInline : Layout.flatPlain
+  let layout: number = tailSize > 0 ? Layout.flatInline : Layout.flatPlain
   let size = 0
   let chunkFormat = -1
-  if (n.type === S_IFDIR) size = n.nBlocks * BLOCK_SIZE + n.tailSize
-  else if (n.type === S_IFREG) {
-    size = n.size
+  if (type === S_IFDIR) size = nBlocks * BLOCK_SIZE + tailSize
+  else if (type === S_IFREG) {
+    size = tree.size[i]!
     if (size > 0 && !n.content) {
       layout = Layout.chunkBased
-      chunkFormat = n.chunkBits - BLOCK_BITS
+      chunkFormat = p.chunkBits[i]! - BLOCK_BITS
     }
-  } else if (n.type === S_IFLNK) size = n.nBlocks === 0 ? n.tailSize : n.size
+  } else if (type === S_IFLNK) size = nBlocks === 0 ? tailSize : tree.size[i]!
 
   // i_u: block address of the data blocks, the device number, or the chunk format.
   let u = 0
-  if (n.type === S_IFCHR || n.type === S_IFBLK) u = n.rdev >>> 0
-  else if (n.nBlocks > 0 && (n.type === S_IFDIR || n.type === S_IFREG || n.type === S_IFLNK)) {
+  if (type === S_IFCHR || type === S_IFBLK) u = n.rdev >>> 0
+  else if (nBlocks > 0 && (type === S_IFDIR || type === S_IFREG || type === S_IFLNK)) {
     u = nextBlock.value / BLOCK_SIZE
-    nextBlock.value += n.nBlocks * BLOCK_SIZE
+    nextBlock.value += nBlocks * BLOCK_SIZE
   }
   // The chunk format shares i_u with the block address and overwrites its low 16 bits.
   if (chunkFormat >= 0) u = ((u & 0xffff0000) | chunkFormat) >>> 0
 
-  const format = (layout << I_DATALAYOUT_BIT) | ((n.compact ? 0 : 1) << I_VERSION_BIT)
+  const format = (layout << I_DATALAYOUT_BIT) | ((compact ? 0 : 1) << I_VERSION_BIT)
+  const mode = tree.mode[i]! & 0xffff
+  const nlink = tree.nlink[i]!
   const b = out.buf
-  if (n.compact) {
+  if (compact) {
     b.writeUInt16LE(format, start + Compact.format)
     b.writeUInt16LE(icount, start + Compact.xattrIcount)
-    b.writeUInt16LE(n.mode & 0xffff, start + Compact.mode)
-    b.writeUInt16LE(n.nlink, start + Compact.nlink)
+    b.writeUInt16LE(mode, start + Compact.mode)
+    b.writeUInt16LE(nlink, start + Compact.nlink)
     b.writeUInt32LE(size >>> 0, start + Compact.size)
     b.writeUInt32LE(u, start + Compact.u)
-    b.writeUInt32LE(n.inodeNum, start + Compact.ino)
+    b.writeUInt32LE(i, start + Compact.ino)
     b.writeUInt16LE(n.uid, start + Compact.uid)
     b.writeUInt16LE(n.gid, start + Compact.gid)
     out.skip(COMPACT_INODE_SIZE)
   } else {
     b.writeUInt16LE(format, start + Extended.format)
     b.writeUInt16LE(icount, start + Extended.xattrIcount)
-    b.writeUInt16LE(n.mode & 0xffff, start + Extended.mode)
+    b.writeUInt16LE(mode, start + Extended.mode)
     writeU64(b, size, start + Extended.size)
     b.writeUInt32LE(u, start + Extended.u)
-    b.writeUInt32LE(n.inodeNum, start + Extended.ino)
+    b.writeUInt32LE(i, start + Extended.ino)
     b.writeUInt32LE(n.uid >>> 0, start + Extended.uid)
     b.writeUInt32LE(n.gid >>> 0, start + Extended.gid)
     writeU64(b, n.mtimeSec, start + Extended.mtime)
     b.writeUInt32LE(n.mtimeNsec >>> 0, start + Extended.mtimeNsec)
-    b.writeUInt32LE(n.nlink >>> 0, start + Extended.nlink)
+    b.writeUInt32LE(nlink >>> 0, start + Extended.nlink)
     out.skip(EXTENDED_INODE_SIZE)
   }
 
-  if (n.xattrSize > 0) {
-    out.u32(xattrFilter(n))
-    out.u8(nShared)
+  if (xattrSize > 0) {
+    out.u32(xattrs.filter(i))
+    out.u8(p.nShared[i]!)
     out.skip(7)
-    for (const x of n.xattrs) {
-      if (x.sharedOffset >= 0) out.u32(((inodesEnd % BLOCK_SIZE) + x.sharedOffset) / 4)
-    }
-    for (const x of n.xattrs) if (x.sharedOffset < 0) writeXattr(out, x)
+    writeXattrs(out, tree, xattrs, i, inodesEnd)
   }
 
-  if (n.type === S_IFDIR) {
-    const {tail} = direntChunks(n)
-    if (tail.length > 0) writeDirents(out, tail)
-  } else if (n.type === S_IFLNK) {
-    if (n.nBlocks === 0) out.str(n.payload!)
-  } else if (n.type === S_IFREG && n.tailSize > 0) {
-    if (n.content) out.bytes(n.content.subarray(n.size - n.tailSize))
-    else for (let i = 0, count = n.chunkCount; i < count; i++) out.u32(NULL_ADDR)
+  if (type === S_IFDIR) {
+    const {tail} = direntChunks(tree.dirNames[i]!, nBlocks)
+    if (tail[1] > tail[0]) writeDirents(out, tree, p, i, tail)
+  } else if (type === S_IFLNK) {
+    if (nBlocks === 0) out.str(n.payload!)
+  } else if (type === S_IFREG && tailSize > 0) {
+    if (n.content) out.bytes(n.content.subarray(tree.size[i]! - tailSize))
+    else for (let k = 0, count = p.chunkCount[i]!; k < count; k++) out.u32(NULL_ADDR)
   }
-  if (out.pos - start !== n.isize) throw new Error(`internal: inode size mismatch at ${n.path()}`)
+  if (out.pos - start !== p.isize[i]) throw new Error(`internal: inode size mismatch at ${n.path()}`)
 }
 
-function writeDataBlocks(out: Out, n: WNode): void {
-  if (n.type === S_IFDIR) {
-    for (const block of direntChunks(n).blocks) {
-      writeDirents(out, block)
+function writeDataBlocks(out: Out, tree: ImageTree, p: Placement, i: number): void {
+  const type = tree.mode[i]! & S_IFMT
+  const nBlocks = p.nBlocks[i]!
+  if (type === S_IFDIR) {
+    for (const block of direntChunks(tree.dirNames[i]!, nBlocks).blocks) {
+      writeDirents(out, tree, p, i, block)
       out.align(BLOCK_SIZE)
     }
     return
   }
-  if (n.nBlocks === 0) return
-  if (n.type === S_IFREG && !n.content) {
+  if (nBlocks === 0) return
+  const n = tree.nodes[i]!
+  if (type === S_IFREG && !n.content) {
     // An external file whose block map could not be tail-packed: a block of null chunks.
-    for (let i = 0; i < BLOCK_SIZE / 4; i++) out.u32(NULL_ADDR)
+    for (let k = 0; k < BLOCK_SIZE / 4; k++) out.u32(NULL_ADDR)
     return
   }
-  const data = n.type === S_IFREG ? n.content! : Buffer.from(n.payload!, 'latin1')
-  for (let i = 0; i < n.nBlocks; i++) {
-    out.bytes(data.subarray(i * BLOCK_SIZE, Math.min(data.length, (i + 1) * BLOCK_SIZE)))
+  const data = type === S_IFREG ? n.content! : Buffer.from(n.payload!, 'latin1')
+  for (let k = 0; k < nBlocks; k++) {
+    out.bytes(data.subarray(k * BLOCK_SIZE, Math.min(data.length, (k + 1) * BLOCK_SIZE)))
     out.align(BLOCK_SIZE)
   }
 }
@@ -418,11 +524,14 @@ function writeDataBlocks(out: Out, n: WNode): void {
 export function writeImage(root: FsNode, opts: WriteOptions = {}): WrittenImage {
   const version = chooseVersion(root, opts.minVersion ?? 0, opts.maxVersion ?? 1)
   const tree = prepareTree(root, version)
-  const {nodes, minMtime, hasAcl} = orderInodes(tree)
-  const shared = shareXattrs(nodes)
-  const sharedSize = shared.reduce((acc, x) => acc + xattrEntrySize(x), 0)
-  const {inodesEnd, dataBlocks} = layoutInodes(nodes, minMtime)
-  if (tree.nid > 0xffff) throw new InvalidInputError('image: root inode out of range')
+  const {nodes} = tree
+  const mtime = minMtime(nodes)
+  const xattrs = new XattrLayout(tree)
+  const sharedSize = xattrs.sharedSize()
+  const p = new Placement(nodes.length)
+  const {inodesEnd, dataBlocks} = layoutInodes(tree, xattrs, p, mtime)
+  const rootNid = p.nid[0]!
+  if (rootNid > 0xffff) throw new InvalidInputError('image: root inode out of range')
   const dataStart = roundUp(inodesEnd + sharedSize, BLOCK_SIZE)
   const total = dataStart + dataBlocks * BLOCK_SIZE
 
@@ -430,29 +539,29 @@ export function writeImage(root: FsNode, opts: WriteOptions = {}): WrittenImage 
   const b = out.buf
   b.writeUInt32LE(CFS_MAGIC, CfsHeader.magic)
   b.writeUInt32LE(CFS_VERSION, CfsHeader.version)
-  b.writeUInt32LE(hasAcl ? CFS_FLAG_HAS_ACL : 0, CfsHeader.flags)
+  b.writeUInt32LE(hasAcl(tree) ? CFS_FLAG_HAS_ACL : 0, CfsHeader.flags)
   b.writeUInt32LE(version, CfsHeader.composefsVersion)
 
   const sb = SUPER_OFFSET
   b.writeUInt32LE(EROFS_MAGIC, sb + Super.magic)
   b.writeUInt32LE(FEATURE_COMPAT_MTIME | FEATURE_COMPAT_XATTR_FILTER, sb + Super.featureCompat)
   b.writeUInt8(BLOCK_BITS, sb + Super.blkszbits)
-  b.writeUInt16LE(tree.nid, sb + Super.rootNid)
+  b.writeUInt16LE(rootNid, sb + Super.rootNid)
   b.writeBigUInt64LE(BigInt(nodes.length), sb + Super.inos)
-  b.writeBigUInt64LE(BigInt.asUintN(64, BigInt(minMtime[0])), sb + Super.buildTime)
-  b.writeUInt32LE(minMtime[1] >>> 0, sb + Super.buildTimeNsec)
+  b.writeBigUInt64LE(BigInt.asUintN(64, BigInt(mtime[0])), sb + Super.buildTime)
+  b.writeUInt32LE(mtime[1] >>> 0, sb + Super.buildTimeNsec)
   b.writeUInt32LE(dataStart / BLOCK_SIZE + dataBlocks, sb + Super.blocks)
   b.writeUInt32LE(Math.floor((SUPER_OFFSET + SUPER_SIZE) / BLOCK_SIZE), sb + Super.metaBlkaddr)
   b.writeUInt32LE(Math.floor(inodesEnd / BLOCK_SIZE), sb + Super.xattrBlkaddr)
   out.pos = SUPER_OFFSET + SUPER_SIZE
 
   const nextBlock = {value: dataStart}
-  for (const n of nodes) writeInode(out, n, inodesEnd, nextBlock)
+  for (let i = 0; i < nodes.length; i++) writeInode(out, tree, xattrs, p, i, inodesEnd, nextBlock)
   out.align(SLOT_SIZE)
-  for (const x of shared) writeXattr(out, x)
+  for (const x of xattrs.shared) writeXattr(out, x)
   out.align(BLOCK_SIZE)
   if (out.pos !== dataStart) throw new Error('internal: data blocks start mismatch')
-  for (const n of nodes) writeDataBlocks(out, n)
+  for (let i = 0; i < nodes.length; i++) writeDataBlocks(out, tree, p, i)
   if (out.pos !== total || nextBlock.value !== total) throw new Error('internal: image size mismatch')
 
   return {image: out.buf, digest: fsverityDigest(out.buf), version, inodes: nodes.length}
