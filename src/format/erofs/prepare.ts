@@ -87,14 +87,17 @@ export interface ImageTree {
 
 const VALID_TYPES = new Set([S_IFREG, S_IFDIR, S_IFLNK, S_IFBLK, S_IFCHR, S_IFSOCK, S_IFIFO])
 
-/** log2 of the chunk size composefs uses for an external file of this size, and the chunk count. */
-export function chunking(size: number): {chunkBits: number; chunkCount: number} {
+/** log2 of the chunk size composefs uses for an external file of this size. */
+export function chunkBitsFor(size: number): number {
   // Bits needed for size-1: the smallest power of two >= size, but at least one block.
   let chunkBits = size <= 1 ? 0 : size <= 2 ** 32 ? 32 - Math.clz32(size - 1) : (size - 1).toString(2).length
   if (chunkBits < BLOCK_BITS) chunkBits = BLOCK_BITS
   if (chunkBits - BLOCK_BITS > CHUNK_FORMAT_BLKBITS_MASK) chunkBits = CHUNK_FORMAT_BLKBITS_MASK + BLOCK_BITS
-  return {chunkBits, chunkCount: Math.ceil(size / 2 ** chunkBits)}
+  return chunkBits
 }
+
+/** The number of chunks of an external file of this size. */
+export const chunkCountFor = (size: number): number => Math.ceil(size / 2 ** chunkBitsFor(size))
 
 export function metacopyValue(digest: Buffer | null): Buffer {
   if (!digest) return Buffer.alloc(0)
@@ -205,7 +208,7 @@ function validate(node: FsNode): void {
     throw new InvalidInputError(`image: invalid file mode ${node.mode.toString(8)} at ${node.path()}`)
   }
   if (isExternal(node)) {
-    if (node.size > Limits.maxFileSize || chunking(node.size).chunkCount > MAX_NONINLINE_CHUNKS) {
+    if (node.size > Limits.maxFileSize || chunkCountFor(node.size) > MAX_NONINLINE_CHUNKS) {
       throw new InvalidInputError(
         `image: file too large for composefs (${node.size} bytes) at ${node.path()}`,
       )
