@@ -21,7 +21,14 @@ export async function writeImageFile(
   versions: {minVersion?: number; maxVersion?: number} = {},
 ): Promise<WrittenImageFile> {
   const written = writeImage(root, versions)
-  await writeFileAtomic(output, written.image)
+  // One write(2) of the whole image: FileHandle.writeFile would issue one per 512 KiB, each a
+  // round trip through libuv's thread pool.
+  const image = written.image
+  await writeFileAtomic(output, async (fh) => {
+    for (let off = 0; off < image.length;) {
+      off += (await fh.write(image, off, image.length - off, off)).bytesWritten
+    }
+  })
   return {
     digest: written.digest.toString('hex'),
     image: output,
