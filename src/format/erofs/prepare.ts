@@ -73,8 +73,8 @@ export interface ImageTree {
   mode: Uint32Array
   /** Size as stored (a symlink's is its target's length, a whiteout's 0). */
   size: Float64Array
-  /** Link count as stored (a directory's is 2 + its subdirectories). */
-  nlink: Float64Array
+  /** Link count as stored, 32 bits (a directory's is 2 + its subdirectories). */
+  nlink: Uint32Array
   /** Directories: entry names in byte order, "." and ".." included. */
   dirNames: (string[] | undefined)[]
   /** Directories: the inode of each entry of dirNames. */
@@ -242,7 +242,7 @@ export function prepareTree(root: FsNode, version: number): ImageTree {
   const count = nodes.length
   const mode = new Uint32Array(count)
   const size = new Float64Array(count)
-  const nlink = new Float64Array(count)
+  const nlink = new Uint32Array(count)
   const external = new Uint8Array(count)
   const lists: (XattrList | undefined)[] = []
   const listOf = (i: number): XattrList => (lists[i] ??= ownXattrs(nodes[i]!))

@@ -94,23 +94,23 @@ function fileType(mode: number): number {
 
 /** Per-inode layout results, indexed by inode. */
 class Placement {
-  readonly nid: Float64Array
+  readonly nid: Uint32Array
   readonly ipad: Int32Array
   readonly xattrSize: Int32Array
   readonly nShared: Int32Array
   readonly isize: Int32Array
-  readonly nBlocks: Float64Array
+  readonly nBlocks: Uint32Array
   readonly tailSize: Int32Array
   readonly chunkBits: Int32Array
   readonly chunkCount: Int32Array
   readonly compact: Uint8Array
   constructor(count: number) {
-    this.nid = new Float64Array(count)
+    this.nid = new Uint32Array(count)
     this.ipad = new Int32Array(count)
     this.xattrSize = new Int32Array(count)
     this.nShared = new Int32Array(count)
     this.isize = new Int32Array(count)
-    this.nBlocks = new Float64Array(count)
+    this.nBlocks = new Uint32Array(count)
     this.tailSize = new Int32Array(count)
     this.chunkBits = new Int32Array(count)
     this.chunkCount = new Int32Array(count)
