@@ -1,25 +1,33 @@
-// `build --from-dump` and `image dump` without loading the CLI framework. Both are short,
-// CPU-bound commands that upstream's C tools answer in a fraction of a second; loading
-// @oclif/core, the command index and everything `cfsboot build` imports for tree and container
-// builds (the scanner, the store, the registry client) cost more than the work itself. So
-// bin/run.js hands these two here first, as it hands `digest` to src/verity/early.ts:
+// `build` of a tree or a dump, and `image dump`, without loading the CLI framework. All are
+// short, CPU-bound commands that upstream's C tools answer in a fraction of a second (a tree
+// build of 1.5 GB in ~2 s); loading @oclif/core, the command index and everything `cfsboot
+// build` imports for container builds and the objects store (the registry client, the store)
+// costs ~0.2 s of CPU and ~30 MiB. So bin/run.js hands these here first, as it hands `digest`
+// to src/verity/early.ts:
 // - only the plain forms are answered here: `build --from-dump SOURCE -o|--output OUTPUT
-//   [--strict]` (SOURCE a file, not stdin) and `image dump IMAGE`, each flag at most once;
+//   [--strict]` (SOURCE a file, not stdin), `build TREE -o|--output OUTPUT` (TREE not a
+//   container image reference) and `image dump IMAGE`, each flag at most once;
 // - they print exactly what the oclif commands print (test/early.test.ts compares both);
 // - anything else (--json, --help, another flag, a value that looks like a flag) and every
 //   failure go on to oclif, which runs the command again and reports: errors are always oclif's.
 //   Neither command has written anything when it fails (the image is renamed into place last,
 //   the dump is printed only after the whole image was read).
 
+import type {FsNode} from '../src/tree/node.js'
+import type {Progress} from './progress.js'
+
 export interface EarlyBuildArguments {
   source: string
   output: string
+  /** SOURCE is a dump (else a directory tree). */
+  fromDump: boolean
+  /** Only with fromDump. */
   strict: boolean
 }
 
 const isValue = (v: string | undefined): v is string => v !== undefined && v !== '' && !v.startsWith('-')
 
-/** The plain `build --from-dump` form, or undefined for anything oclif must parse. */
+/** The plain `build` forms (of a dump or a tree), or undefined for anything oclif must parse. */
 export function readBuildArguments(args: readonly string[]): EarlyBuildArguments | undefined {
   let source: string | undefined
   let output: string | undefined
@@ -43,8 +51,8 @@ export function readBuildArguments(args: readonly string[]): EarlyBuildArguments
       return undefined
     }
   }
-  if (!fromDump || source === undefined || output === undefined) return undefined
-  return {source, output, strict}
+  if (source === undefined || output === undefined || (strict && !fromDump)) return undefined
+  return {source, output, fromDump, strict}
 }
 
 /** The image of the plain `image dump IMAGE` form, or undefined. */
@@ -85,15 +93,17 @@ export async function buildBeforeOclif(args: readonly string[]): Promise<number 
   ignoreEpipe()
   let digest: string
   try {
-    const [{treeFromDump}, {writeImageFile}] = await Promise.all([
-      import('../src/build-from-dump.js'),
+    const [{writeImageFile}, isImage] = await Promise.all([
       import('../src/write-image-file.js'),
+      !parsed.fromDump && isImageReference(parsed.source),
     ])
-    // What commands/build.ts and buildImage do for a dump, in the same order (with the same
-    // bar on a terminal).
+    // A container image is built by oclif's command.
+    if (isImage) return undefined
+    // What commands/build.ts and buildImage do for a dump or a tree, in the same order (with
+    // the same bar on a terminal).
     const progress = process.stderr.isTTY ? (await import('./progress.js')).progressBar(true) : undefined
     try {
-      const root = await treeFromDump(parsed.source, {strict: parsed.strict})
+      const root = await (parsed.fromDump ? readDump(parsed) : scanTree(parsed.source, progress))
       progress?.update('write', 0, 1)
       digest = (await writeImageFile(root, parsed.output)).digest
     } finally {
@@ -104,6 +114,29 @@ export async function buildBeforeOclif(args: readonly string[]): Promise<number 
   }
   process.stdout.write(digest + '\n')
   return 0
+}
+
+/** Whether buildImage would read `source` as a container image (or refuse it as a bad one). */
+async function isImageReference(source: string): Promise<boolean> {
+  const {parseImageReference} = await import('../src/oci/reference.js')
+  try {
+    return parseImageReference(source) !== null
+  } catch {
+    return true
+  }
+}
+
+async function readDump(parsed: EarlyBuildArguments): Promise<FsNode> {
+  const {treeFromDump} = await import('../src/build-from-dump.js')
+  return treeFromDump(parsed.source, {strict: parsed.strict})
+}
+
+async function scanTree(source: string, progress: Progress | undefined): Promise<FsNode> {
+  const {scanAndHashTree} = await import('../src/build-tree.js')
+  const tree = await scanAndHashTree(source, {
+    ...(progress && {onProgress: (p) => progress.update(p.phase, p.done, p.total)}),
+  })
+  return tree.root
 }
 
 /** Like buildBeforeOclif, for the arguments after `image dump`. */

@@ -1,9 +1,19 @@
-// `build --from-dump` and `image dump` answered before oclif loads (cli/early.ts) must print,
-// write and refuse exactly what the oclif commands do: each case runs through bin/run.js (the
-// early path) and through oclif's execute() (the command itself), and the two are compared.
+// `build` (of a dump or a tree) and `image dump` answered before oclif loads (cli/early.ts)
+// must print, write and refuse exactly what the oclif commands do: each case runs through
+// bin/run.js or cli/early.js itself (the early path) and through oclif's execute() (the command
+// itself), and the two are compared.
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
-import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {
+  existsSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, describe, it} from 'node:test'
@@ -48,7 +58,7 @@ await execute({dir: ${JSON.stringify(RUN_JS)}, args: JSON.parse(process.argv[1])
 /** The error line (other stderr lines may be Node warnings). */
 const errorLines = (stderr: string): string[] => stderr.split('\n').filter((l) => l.includes('Error'))
 
-describe('the early path of bin/run.js for build --from-dump and image dump', () => {
+describe('the early path of bin/run.js for build and image dump', () => {
   const image = writeImage(richTree()).image
   const imagePath = join(work, 'rich.cfs')
   writeFileSync(imagePath, image)
@@ -59,16 +69,28 @@ describe('the early path of bin/run.js for build --from-dump and image dump', ()
     assert.deepEqual(readBuildArguments(['--from-dump', 'd', '-o', 'i']), {
       source: 'd',
       output: 'i',
+      fromDump: true,
       strict: false,
     })
     assert.deepEqual(readBuildArguments(['d', '--output=i', '--strict', '--from-dump']), {
       source: 'd',
       output: 'i',
+      fromDump: true,
       strict: true,
     })
     assert.deepEqual(readBuildArguments(['--from-dump', 'd', '--output', 'i'])?.output, 'i')
+    assert.deepEqual(readBuildArguments(['-o', 'i', 'd']), {
+      source: 'd',
+      output: 'i',
+      fromDump: false,
+      strict: false,
+    })
     for (const args of [
-      ['d', '-o', 'i'], // a tree build
+      ['d', '-o', 'i', '--strict'], // --strict is for dumps
+      ['d', '-o', 'i', '--objects', 'o'],
+      ['d', '-o', 'i', '--threads', '1'],
+      ['d', '-o', 'i', '--json'],
+      ['d', 'e', '-o', 'i'],
       ['--from-dump', '-', '-o', 'i'], // stdin
       ['--from-dump', 'd', '-o', 'i', '--json'],
       ['--from-dump', 'd', '-o', 'i', '--min-version', '1'],
@@ -120,6 +142,45 @@ describe('the early path of bin/run.js for build --from-dump and image dump', ()
     const missingOclif = oclif(['build', '--from-dump', join(work, 'nothing.dump'), '-o', a])
     assert.equal(missing.status, missingOclif.status)
     assert.deepEqual(errorLines(missing.stderr), errorLines(missingOclif.stderr))
+  })
+
+  /** cli/early.js's answer itself (bin/run.js may not send every form there): 99 if it declined. */
+  function earlyModule(args: string[]): Run {
+    const script = `import {buildBeforeOclif} from ${JSON.stringify(join(REPO, 'dist', 'cli', 'early.js'))}
+process.exitCode = (await buildBeforeOclif(JSON.parse(process.argv[1]))) ?? 99`
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(args)], {
+      encoding: 'latin1',
+      env: env(),
+    })
+    return {status: r.status, stdout: r.stdout, stderr: r.stderr}
+  }
+
+  it('build TREE writes the same image and prints the same digest', () => {
+    const tree = join(work, 'tree')
+    mkdirSync(join(tree, 'd/e'), {recursive: true})
+    writeFileSync(join(tree, 'empty'), '')
+    writeFileSync(join(tree, 'small'), 'x'.repeat(64))
+    writeFileSync(join(tree, 'd/big'), Buffer.alloc(3 * 4096 + 5, 7))
+    writeFileSync(join(tree, 'd/e/linked'), Buffer.alloc(70_000, 1))
+    linkSync(join(tree, 'd/e/linked'), join(tree, 'linked-2'))
+    symlinkSync('d/big', join(tree, 'link'))
+    const a = join(work, 'tree-early.cfs')
+    const b = join(work, 'tree-oclif.cfs')
+    const e = earlyModule([tree, '-o', a])
+    const o = oclif(['build', tree, '-o', b])
+    assert.equal(e.status, 0, e.stderr)
+    assert.equal(o.status, 0, o.stderr)
+    assert.equal(e.stdout, o.stdout)
+    assert.match(e.stdout, /^[0-9a-f]{64}\n$/)
+    assert.ok(readFileSync(a).equals(readFileSync(b)))
+  })
+
+  it('build TREE leaves errors and container images to oclif', () => {
+    const a = join(work, 'none.cfs')
+    for (const source of [join(work, 'no-such-tree'), 'oci:' + join(work, 'no-such-layout'), 'docker://']) {
+      assert.equal(earlyModule([source, '-o', a]).status, 99, source)
+    }
+    assert.equal(existsSync(a), false)
   })
 
   it('image dump prints the same text', () => {
