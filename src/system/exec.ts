@@ -3,9 +3,19 @@
 // tool into an UnsupportedError naming the Debian package that provides it. Nothing above
 // src/system/ spawns processes.
 
-import {execa, type Options} from 'execa'
+import {spawn} from 'node:child_process'
+
+import type {Options} from 'execa'
 
 import {CfsError, UnsupportedError} from '../errors.js'
+
+/**
+ * execa is loaded on first use: loading it costs ~0.2 s of CPU and ~16 MiB, more than a whole
+ * `build` of a small tree, and the build's one tool (getfattr, through spawnStreaming) does
+ * without it.
+ */
+let execaModule: Promise<typeof import('execa')> | undefined
+const loadExeca = (): Promise<typeof import('execa')> => (execaModule ??= import('execa'))
 
 /**
  * The Debian package that ships each tool we call, for "not installed" messages (and the list
@@ -131,6 +141,7 @@ export async function run(
   args: readonly string[],
   opts: RunOptions = {},
 ): Promise<RunResult<string | Buffer>> {
+  const {execa} = await loadExeca()
   const r = await execa(cmd, args, {
     ...baseOptions(opts),
     ...(opts.binary && {encoding: 'buffer' as const, stdout: 'pipe', stderr: 'pipe'}),
@@ -142,23 +153,51 @@ export async function run(
 
 /**
  * Starts a tool whose (binary) stdout the caller reads as a stream, for outputs too large to
- * buffer. `finish()` waits for it and throws like `run` when it failed.
+ * buffer. `finish()` waits for it and throws like `run` when it failed. Plain child_process
+ * (what execa does for this case, with the same environment, time limit and errors), so that a
+ * caller with no other tool to run does not load execa.
  */
 export function spawnStreaming(
   cmd: string,
   args: readonly string[],
   opts: RunOptions = {},
 ): {stdout: NodeJS.ReadableStream; finish: () => Promise<void>} {
-  const sub = execa(cmd, args, {
-    ...baseOptions(opts),
-    buffer: {stdout: false, stderr: true},
-    encoding: 'buffer',
+  const sub = spawn(cmd, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {...process.env, LC_ALL: 'C', ...opts.env},
+    ...(opts.cwd !== undefined && {cwd: opts.cwd}),
   })
+  let timedOut = false
+  const timer = setTimeout(() => {
+    timedOut = true
+    sub.kill()
+  }, opts.timeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS)
+  const stderr: Buffer[] = []
+  sub.stderr.on('data', (b: Buffer) => stderr.push(b))
+  // Listening from the start: a tool that cannot be started reports 'error' and may never 'close'.
+  const ended = new Promise<{code: number | null; signal: string | null; error?: NodeJS.ErrnoException}>(
+    (resolve) => {
+      sub.once('error', (error) => resolve({code: null, signal: null, error}))
+      sub.once('close', (code, signal) => resolve({code, signal}))
+    },
+  ).finally(() => clearTimeout(timer))
   return {
-    stdout: sub.stdout!,
+    stdout: sub.stdout,
     finish: async () => {
-      const r = await sub
-      toResult(cmd, r as unknown as Settled, opts)
+      const r = await ended
+      toResult(
+        cmd,
+        {
+          exitCode: r.code ?? undefined,
+          failed: r.code !== 0,
+          code: r.error?.code,
+          timedOut,
+          shortMessage: r.error?.message ?? (r.signal ? `killed by ${r.signal}` : ''),
+          stdout: undefined,
+          stderr: Buffer.concat(stderr).toString(),
+        },
+        opts,
+      )
     },
   }
 }
@@ -168,6 +207,7 @@ const whichCache = new Map<string, string | null>()
 /** The absolute path of a tool on $PATH, or null. */
 export async function which(tool: string): Promise<string | null> {
   if (whichCache.has(tool)) return whichCache.get(tool)!
+  const {execa} = await loadExeca()
   const r = await execa('sh', ['-c', 'command -v "$1"', 'sh', tool], {reject: false})
   const found =
     r.exitCode === 0 && typeof r.stdout === 'string' && r.stdout.startsWith('/') ? r.stdout.trim() : null
