@@ -4,8 +4,8 @@
 // short command costs: `--help`/`--version` answered from what the build saved
 // (cli/fast-help.ts); `digest`, which hashes before oclif loads when it can (loading
 // oclif and all commands costs more than hashing half a GiB; see src/verity/early.ts); and the
-// plain forms of `build --from-dump` and `image dump` (cli/early.ts), which upstream's C tools
-// answer in less time than oclif takes to load.
+// plain forms of `build` (a tree or a dump into an image file) and `image dump` (cli/early.ts),
+// which upstream's C tools answer in about the time oclif takes to load.
 // libuv's pool (fs calls, fsync) has 4 threads by default: too few for pull's 16 downloads, each
 // ending in an fsync. Set before the pool's first use.
 process.env.UV_THREADPOOL_SIZE ??= '16'
@@ -19,8 +19,7 @@ async function beforeOclif() {
   if (fast) return 0
   if (argv[0] === 'digest')
     return (await import('../dist/src/verity/early.js')).digestBeforeOclif(argv.slice(1))
-  if (argv[0] === 'build' && argv.includes('--from-dump'))
-    return (await import('../dist/cli/early.js')).buildBeforeOclif(argv.slice(1))
+  if (argv[0] === 'build') return (await import('../dist/cli/early.js')).buildBeforeOclif(argv.slice(1))
   if (argv[0] === 'image' && argv[1] === 'dump')
     return (await import('../dist/cli/early.js')).dumpBeforeOclif(argv.slice(2))
   return undefined
