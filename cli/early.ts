@@ -11,7 +11,7 @@
 // - anything else (--json, --help, another flag, a value that looks like a flag) and every
 //   failure go on to oclif, which runs the command again and reports: errors are always oclif's.
 //   Neither command has written anything when it fails (the image is renamed into place last,
-//   the dump is printed only after the whole image was read).
+//   the dump is printed only after the whole image was read and checked).
 
 import type {FsNode} from '../src/tree/node.js'
 import type {Progress} from './progress.js'
@@ -144,15 +144,15 @@ export async function dumpBeforeOclif(args: readonly string[]): Promise<number |
   const image = readDumpArguments(args)
   if (image === undefined) return undefined
   ignoreEpipe()
-  const {imageDumpChunks, printChunks} = await import('./print-dump.js')
-  let chunks: string[]
+  const {readImageDump} = await import('./print-dump.js')
+  let print: () => Promise<void>
   try {
-    chunks = await imageDumpChunks(image)
+    print = await readImageDump(image)
   } catch {
     return undefined
   }
   try {
-    await printChunks(chunks)
+    await print()
     return 0
   } catch (err) {
     return failAsBaseCommand(err)

@@ -1,39 +1,42 @@
 // Printing an image's dump on stdout: shared by `image dump` (commands/image/dump.ts) and its
 // early path (cli/early.ts), so both print the same bytes the same way.
-import {dumpImage} from '../src/image/inspect.js'
+import {imageDump} from '../src/image/inspect.js'
 
-/** Lines are gathered into chunks of about this many characters before being written. */
-const CHUNK_CHARS = 1 << 20
-
-/** Reads and checks the whole image and returns its dump in chunks (nothing printed yet). */
-export async function imageDumpChunks(image: string): Promise<string[]> {
-  const chunks: string[] = []
-  let current: string[] = []
-  let size = 0
-  await dumpImage(image, (line) => {
-    current.push(line)
-    size += line.length
-    if (size >= CHUNK_CHARS) {
-      chunks.push(current.join(''))
-      current = []
-      size = 0
-    }
-  })
-  chunks.push(current.join(''))
-  return chunks
+/**
+ * Reads and checks the whole image (a broken one throws here, with nothing printed) and returns
+ * the function that prints its dump on stdout.
+ */
+export async function readImageDump(image: string): Promise<() => Promise<void>> {
+  const print = await imageDump(image)
+  return () => printOnStdout(print)
 }
 
-/** Prints the chunks on stdout, in order. */
-export async function printChunks(chunks: readonly string[]): Promise<void> {
-  for (const chunk of chunks) await writeStdout(chunk)
-}
-
-/** Writes to stdout, waiting when the pipe is full; a closed pipe (`| head`) just ends output. */
-function writeStdout(text: string): Promise<void> {
+/**
+ * Hands each buffer to stdout as the dump is formatted, and settles once all are written. A
+ * closed pipe (`| head`) just ends the output: stdout is destroyed then, and nothing more is
+ * written to it.
+ */
+function printOnStdout(print: (drain: (bytes: Buffer) => void) => void): Promise<void> {
   return new Promise((resolve, reject) => {
-    process.stdout.write(text, (err) => {
-      if (!err || (err as NodeJS.ErrnoException).code === 'EPIPE') resolve()
-      else reject(err)
-    })
+    let pending = 1
+    let error: Error | undefined
+    const settle = () => {
+      if (--pending > 0) return
+      if (error) reject(error)
+      else resolve()
+    }
+    try {
+      print((bytes) => {
+        if (process.stdout.destroyed) return
+        pending++
+        process.stdout.write(bytes, (err) => {
+          if (err && (err as NodeJS.ErrnoException).code !== 'EPIPE') error ??= err
+          settle()
+        })
+      })
+    } catch (err) {
+      error = err instanceof Error ? err : new Error(String(err))
+    }
+    settle()
   })
 }

@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base.js'
-import {imageDumpChunks, printChunks} from '../../cli/print-dump.js'
+import {readImageDump} from '../../cli/print-dump.js'
 
 export default class ImageDump extends BaseCommand {
   static override summary = 'Print the composefs-dump text of an image.'
@@ -21,6 +21,7 @@ is refused with one line and exit code 3.`
 
   async run(): Promise<void> {
     const {args} = await this.parse(ImageDump)
-    await printChunks(await imageDumpChunks(args.image))
+    const print = await readImageDump(args.image)
+    await print()
   }
 }

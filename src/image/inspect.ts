@@ -4,9 +4,9 @@
 import {stat} from 'node:fs/promises'
 
 import {InvalidInputError} from '../errors.js'
-import {writeDump} from '../format/dump/write.js'
+import {checkedImageDump} from '../format/dump/image.js'
 import {listObjects} from '../format/erofs/reader.js'
-import {absentObjects, loadImage, loadImageTree, objectRefs} from './load.js'
+import {absentObjects, loadImage, loadImageFile, loadImageTree, objectRefs} from './load.js'
 
 /** The result of `cfsboot image info --json` (schema: docs/schemas/image-info.json). */
 export interface ImageInfoResult {
@@ -34,12 +34,12 @@ export async function imageInfo(path: string): Promise<ImageInfoResult> {
 }
 
 /**
- * Writes the image's composefs-dump text through `out`, line by line, exactly as upstream's
- * `composefs-info dump` prints it (xattrs in the order the image stores them).
+ * Reads and checks the image, then returns the function that prints its composefs-dump text
+ * exactly as upstream's `composefs-info dump` does, through `drain` a buffer at a time. A broken
+ * image throws here, before anything is printed.
  */
-export async function dumpImage(path: string, out: (line: string) => void): Promise<void> {
-  const {root} = await loadImageTree(path)
-  writeDump(root, out, {xattrOrder: 'tree'})
+export async function imageDump(path: string): Promise<(drain: (bytes: Buffer) => void) => void> {
+  return checkedImageDump(await loadImageFile(path))
 }
 
 /** Object paths (relative to an objects directory) the image refers to, sorted and unique. */

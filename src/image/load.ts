@@ -3,9 +3,7 @@
 // them does a directory lack". Images are untrusted input:
 //   - the file is capped at MAX_IMAGE_BYTES before it is read;
 //   - the reader (src/format/erofs/reader.ts) bounds-checks the rest;
-//   - a file whose redirect names a content address (xx/yyyy…) and whose metacopy xattr carries
-//     a digest must name the same object with both: overlayfs opens the redirect and checks the
-//     digest, so a mismatch could only be a broken or hostile image;
+//   - a file's redirect and its metacopy digest must name the same object (the walk checks it);
 //   - before any object is looked up on disk, its path must be a content address (objectRefs):
 //     no "..", no absolute paths, nothing else a hostile image could make us probe or copy.
 
@@ -15,7 +13,7 @@ import {join} from 'node:path'
 import {InvalidInputError} from '../errors.js'
 import {imageDigest, listObjects, readImage} from '../format/erofs/reader.js'
 import type {ImageTree, ReadOptions} from '../format/erofs/reader.js'
-import {FsNode, walk} from '../tree/node.js'
+import {FsNode, isObjectPath, walk} from '../tree/node.js'
 import {forEachLimit} from '../util/concurrency.js'
 
 /** Largest image file we load (a composefs image holds only metadata: 1 GiB is millions of files). */
@@ -23,9 +21,6 @@ export const MAX_IMAGE_BYTES = 1 << 30
 
 /** Concurrent stat calls while looking for missing objects. */
 const STAT_CONCURRENCY = 64
-
-/** What an object path in an image must look like: the fs-verity digest as "xx/" + 62 hex digits. */
-const OBJECT_PATH = /^[0-9a-f]{2}\/[0-9a-f]{62}$/
 
 export interface LoadedImage {
   bytes: Buffer
@@ -66,20 +61,7 @@ export async function loadImageFile(path: string): Promise<Buffer> {
 
 /** The digest an object path names, or null when the path is not a content address. */
 function digestOfPath(path: string): Buffer | null {
-  return OBJECT_PATH.test(path) ? Buffer.from(path.replace('/', ''), 'hex') : null
-}
-
-/** Refuses a file whose metacopy digest and redirect name different objects. */
-function checkDigestsMatchPaths(root: FsNode): void {
-  for (const n of walk(root)) {
-    if (n.linkTo || !n.isReg() || n.payload === null || n.digest === null) continue
-    const named = digestOfPath(n.payload)
-    if (named && !named.equals(n.digest)) {
-      throw new InvalidInputError(
-        `image: a file redirects to object ${n.payload} but its fs-verity digest is ${n.digest.toString('hex')}`,
-      )
-    }
-  }
+  return isObjectPath(path) ? Buffer.from(path.replace('/', ''), 'hex') : null
 }
 
 /**
@@ -92,7 +74,6 @@ export async function loadImageTree(
 ): Promise<Omit<LoadedImage, 'digest'>> {
   const bytes = await loadImageFile(path)
   const tree = readImage(bytes, opts)
-  checkDigestsMatchPaths(tree.root)
   return {bytes, tree, root: tree.root}
 }
 

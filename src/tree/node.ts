@@ -121,6 +121,14 @@ export function byteString(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1')
 }
 
+/** What an object path must look like: the fs-verity digest as "xx/" + 62 lower-case hex digits. */
+const OBJECT_PATH = /^[0-9a-f]{2}\/[0-9a-f]{62}$/
+
+/** Whether a path (relative to an objects dir) is a content address, as objectPath makes them. */
+export function isObjectPath(path: string): boolean {
+  return OBJECT_PATH.test(path)
+}
+
 /** Object path for a digest: "ab/cdef…" (the layout of composefs objects dirs). */
 export function objectPath(digest: Uint8Array): string {
   const hex = Buffer.from(digest).toString('hex')

@@ -93,42 +93,54 @@ function needsEscape(c: number, flags: number): boolean {
   return c <= 0x20 || c >= 0x7f || c === BACKSLASH || (c === EQUAL && (flags & ESCAPE_EQUAL) !== 0)
 }
 
-function escapeByte(c: number): string {
-  switch (c) {
-    case BACKSLASH:
-      return '\\\\'
-    case 0x0a:
-      return '\\n'
-    case 0x0d:
-      return '\\r'
-    case 0x09:
-      return '\\t'
-    default:
-      return `\\x${hex2(c)}`
+/** The most bytes one input byte escapes to (`\xhh`): callers size the output by this. */
+export const MAX_ESCAPED_BYTES = 4
+
+const HEX = Buffer.from('0123456789abcdef', 'latin1')
+const SHORT_ESCAPES: Record<number, number> = {[BACKSLASH]: BACKSLASH, 0x0a: 0x6e, 0x0d: 0x72, 0x09: 0x74}
+
+/**
+ * Escapes src[start, end) for a dump field into `out` at `pos` (which must have room for
+ * MAX_ESCAPED_BYTES per input byte); returns the position after it.
+ */
+export function escapeInto(
+  out: Buffer,
+  pos: number,
+  src: Uint8Array,
+  start: number,
+  end: number,
+  flags = 0,
+): number {
+  if ((flags & ESCAPE_LONE_DASH) !== 0 && end - start === 1 && src[start] === DASH) {
+    return pos + out.write('\\x2d', pos, 'latin1')
   }
+  for (let i = start; i < end; i++) {
+    const c = src[i]!
+    if (!needsEscape(c, flags)) {
+      out[pos++] = c
+      continue
+    }
+    out[pos++] = BACKSLASH
+    const short = SHORT_ESCAPES[c]
+    if (short !== undefined) {
+      out[pos++] = short
+    } else {
+      out[pos++] = 0x78 // x
+      out[pos++] = HEX[c >> 4]!
+      out[pos++] = HEX[c & 15]!
+    }
+  }
+  return pos
 }
 
 /** Escape bytes for a dump field. The result is plain ASCII. */
 export function escapeBytes(buf: Uint8Array, flags = 0): string {
-  if ((flags & ESCAPE_LONE_DASH) !== 0 && buf.length === 1 && buf[0] === DASH) return '\\x2d'
   let i = 0
   while (i < buf.length && !needsEscape(buf[i]!, flags)) i++
-  if (i === buf.length) return Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString('latin1')
-
-  const parts: string[] = [Buffer.from(buf.buffer, buf.byteOffset, i).toString('latin1')]
-  let runStart = i
-  for (; i < buf.length; i++) {
-    const c = buf[i]!
-    if (!needsEscape(c, flags)) continue
-    if (runStart < i)
-      parts.push(Buffer.from(buf.buffer, buf.byteOffset + runStart, i - runStart).toString('latin1'))
-    parts.push(escapeByte(c))
-    runStart = i + 1
-  }
-  if (runStart < buf.length) {
-    parts.push(Buffer.from(buf.buffer, buf.byteOffset + runStart, buf.length - runStart).toString('latin1'))
-  }
-  return parts.join('')
+  const plain = i === buf.length && !((flags & ESCAPE_LONE_DASH) !== 0 && buf.length === 1 && buf[0] === DASH)
+  if (plain) return Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString('latin1')
+  const out = Buffer.allocUnsafe(buf.length * MAX_ESCAPED_BYTES)
+  return out.toString('latin1', 0, escapeInto(out, 0, buf, 0, buf.length, flags))
 }
 
 /** Escape a byte string (latin1: names, keys, payloads) for a dump field. */

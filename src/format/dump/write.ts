@@ -11,7 +11,190 @@
 import {InvalidInputError} from '../../errors.js'
 import {cmpBytes, FsNode} from '../../tree/node.js'
 import type {Xattr} from '../../tree/node.js'
-import {ESCAPE_EQUAL, ESCAPE_LONE_DASH, escapeBytes, escapeString} from './escape.js'
+import {ESCAPE_EQUAL, ESCAPE_LONE_DASH, escapeInto, escapeString, MAX_ESCAPED_BYTES} from './escape.js'
+
+/**
+ * The fields of one dump line, as byte ranges so that an image's dump (dump/image.ts) is
+ * printed straight from the image bytes. PAYLOAD is payload[payloadStart, payloadEnd) and
+ * DIGEST is digest[digestStart, digestEnd), each null when absent.
+ */
+export interface DumpFields {
+  size: number
+  mode: number
+  nlink: number
+  uid: number
+  gid: number
+  rdev: number
+  mtimeSec: number
+  mtimeNsec: number
+  payload: Uint8Array | null
+  payloadStart: number
+  payloadEnd: number
+  content: Uint8Array | null
+  digest: Uint8Array | null
+  digestStart: number
+  digestEnd: number
+  xattrs: readonly Xattr[]
+}
+
+/**
+ * Where dump lines are written: a buffer handed to `drain` when full (or on flush). With
+ * `reuse`, the same buffer is written again after a drain (`drain` must be done with it);
+ * otherwise each drained buffer is the receiver's to keep.
+ */
+export class DumpSink {
+  buf: Buffer
+  pos = 0
+
+  constructor(
+    private readonly size: number,
+    private readonly drain: (bytes: Buffer) => void,
+    private readonly reuse: boolean,
+  ) {
+    this.buf = Buffer.allocUnsafe(size)
+  }
+
+  /** Makes room for `n` more bytes (draining what is written when needed); returns the buffer. */
+  room(n: number): Buffer {
+    if (this.pos + n > this.buf.length) {
+      this.flush()
+      if (n > this.buf.length) this.buf = Buffer.allocUnsafe(n)
+    }
+    return this.buf
+  }
+
+  flush(): void {
+    if (this.pos === 0) return
+    this.drain(this.buf.subarray(0, this.pos))
+    if (!this.reuse || this.buf.length > this.size) this.buf = Buffer.allocUnsafe(this.size)
+    this.pos = 0
+  }
+}
+
+const SPACE = 0x20
+const NEWLINE = 0x0a
+const SLASH = 0x2f
+const DASH = 0x2d
+const HEX = Buffer.from('0123456789abcdef', 'latin1')
+/** The path, then eight numbers (none over 21 characters), an '@' and their separators. */
+const FIXED_FIELDS_MAX = 8 * 22 + 2
+
+/** Writes a decimal integer (|n| <= 2^53) at `pos`; returns the position after it. */
+function writeDecimal(buf: Buffer, pos: number, n: number): number {
+  if (n < 0) {
+    buf[pos++] = DASH
+    n = -n
+  }
+  let digits = 1
+  for (let v = n; v >= 10; v = Math.floor(v / 10)) digits++
+  for (let i = pos + digits - 1; i >= pos; i--) {
+    buf[i] = 0x30 + (n % 10)
+    n = Math.floor(n / 10)
+  }
+  return pos + digits
+}
+
+function writeOctal(buf: Buffer, pos: number, n: number): number {
+  let digits = 1
+  for (let v = n; v >= 8; v = Math.floor(v / 8)) digits++
+  for (let i = pos + digits - 1; i >= pos; i--) {
+    buf[i] = 0x30 + (n % 8)
+    n = Math.floor(n / 8)
+  }
+  return pos + digits
+}
+
+/** An escaped field of `src[start, end)`, or '-' when src is null; then `after` (0: nothing). */
+function writeField(
+  sink: DumpSink,
+  src: Uint8Array | null,
+  start: number,
+  end: number,
+  flags: number,
+  after: number,
+): void {
+  const buf = sink.room((end - start) * MAX_ESCAPED_BYTES + 2)
+  let p = sink.pos
+  if (src === null) buf[p++] = DASH
+  else p = escapeInto(buf, p, src, start, end, flags)
+  if (after !== 0) buf[p++] = after
+  sink.pos = p
+}
+
+/** Scratch bytes of an xattr key (keys are byte strings). */
+let keyBytes = Buffer.allocUnsafe(256)
+
+/**
+ * Writes one dump line: `path` (escaped already, pathLen bytes; empty for the root) and the
+ * inode's fields. For a later name of a hardlinked inode, `firstPath` is the escaped path of its
+ * first name: the line is an '@' line with that path as PAYLOAD.
+ */
+export function writeLine(
+  sink: DumpSink,
+  path: Uint8Array,
+  pathLen: number,
+  f: DumpFields,
+  firstPath: Uint8Array | null = null,
+  firstPathLen = 0,
+): void {
+  let buf = sink.room(pathLen + 1 + FIXED_FIELDS_MAX)
+  let p = sink.pos
+  if (pathLen === 0) buf[p++] = SLASH
+  else for (let i = 0; i < pathLen; i++) buf[p++] = path[i]!
+  buf[p++] = SPACE
+  p = writeDecimal(buf, p, f.size)
+  buf[p++] = SPACE
+  if (firstPath !== null) buf[p++] = 0x40 // @
+  p = writeOctal(buf, p, f.mode)
+  buf[p++] = SPACE
+  p = writeDecimal(buf, p, f.nlink)
+  buf[p++] = SPACE
+  p = writeDecimal(buf, p, f.uid)
+  buf[p++] = SPACE
+  p = writeDecimal(buf, p, f.gid)
+  buf[p++] = SPACE
+  p = writeDecimal(buf, p, f.rdev)
+  buf[p++] = SPACE
+  p = writeDecimal(buf, p, f.mtimeSec)
+  buf[p++] = 0x2e // .
+  p = writeDecimal(buf, p, f.mtimeNsec)
+  buf[p++] = SPACE
+  sink.pos = p
+
+  if (firstPath !== null) {
+    buf = sink.room(firstPathLen + 2)
+    p = sink.pos
+    if (firstPathLen === 0) buf[p++] = SLASH
+    else for (let i = 0; i < firstPathLen; i++) buf[p++] = firstPath[i]!
+    buf[p++] = SPACE
+    sink.pos = p
+  } else {
+    writeField(sink, f.payload, f.payloadStart, f.payloadEnd, ESCAPE_LONE_DASH, SPACE)
+  }
+  writeField(sink, f.content, 0, f.content?.length ?? 0, ESCAPE_LONE_DASH, SPACE)
+
+  const digestLen = f.digest === null ? 0 : f.digestEnd - f.digestStart
+  buf = sink.room(2 * digestLen + 1)
+  p = sink.pos
+  if (f.digest === null) buf[p++] = DASH
+  for (let i = f.digestStart; i < f.digestEnd && f.digest !== null; i++) {
+    const b = f.digest[i]!
+    buf[p++] = HEX[b >> 4]!
+    buf[p++] = HEX[b & 15]!
+  }
+  sink.pos = p
+
+  for (const x of f.xattrs) {
+    if (keyBytes.length < x.key.length) keyBytes = Buffer.allocUnsafe(x.key.length)
+    const keyLen = keyBytes.write(x.key, 0, 'latin1')
+    sink.room(1)
+    sink.buf[sink.pos++] = SPACE
+    writeField(sink, keyBytes, 0, keyLen, ESCAPE_EQUAL, 0x3d) // =
+    writeField(sink, x.value, 0, x.value.length, ESCAPE_EQUAL, 0)
+  }
+  sink.room(1)
+  sink.buf[sink.pos++] = NEWLINE
+}
 
 export interface WriteDumpOptions {
   /**
@@ -31,14 +214,17 @@ interface Pending {
 /** Write the dump of `root` line by line through `out` (each call gets one complete line). */
 export function writeDump(root: FsNode, out: (chunk: string) => void, opts: WriteDumpOptions = {}): void {
   const sorted = (opts.xattrOrder ?? 'sorted') === 'sorted'
-  const firstPath = new Map<FsNode, string>()
+  const sink = new DumpSink(1 << 16, (bytes) => out(bytes.toString('latin1')), true)
+  const firstPath = new Map<FsNode, Buffer>()
   const stack: Pending[] = [{node: root, path: ''}]
   while (stack.length > 0) {
     const {node, path} = stack.pop()!
     const inode = targetOf(node, path)
-    const hardlinkPath = firstPath.get(inode)
-    if (hardlinkPath === undefined) firstPath.set(inode, path)
-    out(formatLine(path, inode, hardlinkPath, sorted))
+    const pathBytes = Buffer.from(path, 'latin1')
+    const first = firstPath.get(inode)
+    if (first === undefined) firstPath.set(inode, pathBytes)
+    writeLine(sink, pathBytes, pathBytes.length, fieldsOf(inode, sorted), first ?? null, first?.length ?? 0)
+    sink.flush()
 
     const children = node.sortedChildren()
     for (let i = children.length - 1; i >= 0; i--) {
@@ -63,32 +249,18 @@ function targetOf(node: FsNode, path: string): FsNode {
   }
 }
 
-function formatLine(
-  path: string,
-  inode: FsNode,
-  hardlinkPath: string | undefined,
-  sortXattrs: boolean,
-): string {
-  const payload =
-    hardlinkPath !== undefined
-      ? hardlinkPath || '/'
-      : inode.payload === null
-        ? '-'
-        : escapeString(inode.payload, ESCAPE_LONE_DASH)
-  const content = inode.content === null ? '-' : escapeBytes(inode.content, ESCAPE_LONE_DASH)
-  const digest = inode.digest === null ? '-' : inode.digest.toString('hex')
-  const mode = (hardlinkPath !== undefined ? '@' : '') + inode.mode.toString(8)
-  let line =
-    `${path || '/'} ${inode.size} ${mode} ${inode.nlink} ${inode.uid} ${inode.gid} ${inode.rdev} ` +
-    `${inode.mtimeSec}.${inode.mtimeNsec} ${payload} ${content} ${digest}`
-  const xattrs =
-    sortXattrs && inode.xattrs.length > 1
-      ? [...inode.xattrs].sort((a, b) => cmpBytes(a.key, b.key))
-      : inode.xattrs
-  for (const x of xattrs) line += ' ' + formatXattr(x)
-  return line + '\n'
-}
-
-function formatXattr(x: Xattr): string {
-  return `${escapeString(x.key, ESCAPE_EQUAL)}=${escapeBytes(x.value, ESCAPE_EQUAL)}`
+function fieldsOf(inode: FsNode, sortXattrs: boolean): DumpFields {
+  const payload = inode.payload === null ? null : Buffer.from(inode.payload, 'latin1')
+  return {
+    ...inode,
+    payload,
+    payloadStart: 0,
+    payloadEnd: payload?.length ?? 0,
+    digestStart: 0,
+    digestEnd: inode.digest?.length ?? 0,
+    xattrs:
+      sortXattrs && inode.xattrs.length > 1
+        ? [...inode.xattrs].sort((a, b) => cmpBytes(a.key, b.key))
+        : inode.xattrs,
+  }
 }

@@ -36,8 +36,6 @@ export interface ImageInfo {
   size: number
 }
 
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
-
 export function fail(what: string, nid?: number): never {
   throw new InvalidInputError(nid === undefined ? `image: ${what}` : `image: ${what} at nid ${nid}`)
 }
@@ -71,20 +69,21 @@ export class ImageBuffer {
     return this.buf.readUInt32LE(off)
   }
 
-  /** A u64 that must fit a JavaScript number exactly. */
+  /** A u64 that must fit a JavaScript number exactly (read as two halves: no BigInt to allocate). */
   u64(off: number, what: string, nid?: number): number {
     this.need(off, 8, what, nid)
-    const v = this.buf.readBigUInt64LE(off)
-    if (v > MAX_SAFE) fail(`${what} out of range`, nid)
-    return Number(v)
+    const v = this.buf.readUInt32LE(off + 4) * 2 ** 32 + this.buf.readUInt32LE(off)
+    if (!Number.isSafeInteger(v)) fail(`${what} out of range`, nid)
+    return v
   }
 
   /** A signed 64-bit time that must fit a JavaScript number exactly. */
   i64(off: number, what: string, nid?: number): number {
     this.need(off, 8, what, nid)
-    const v = this.buf.readBigInt64LE(off)
-    if (v > MAX_SAFE || v < -MAX_SAFE) fail(`${what} out of range`, nid)
-    return Number(v)
+    // Exact whenever the result is a safe integer; any value beyond rounds to one that is not.
+    const v = this.buf.readInt32LE(off + 4) * 2 ** 32 + this.buf.readUInt32LE(off)
+    if (!Number.isSafeInteger(v)) fail(`${what} out of range`, nid)
+    return v
   }
 
   slice(off: number, len: number, what: string, nid?: number): Buffer {

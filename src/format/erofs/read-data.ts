@@ -1,14 +1,8 @@
 // An inode's data in a composefs image: where its blocks and inline tail are (DataLocator),
 // and directory blocks decoded into entries. All reads are bounds-checked through ImageBuffer.
 
-import {cmpBytes} from '../../tree/node.js'
 import {fail, type ImageBuffer} from './image-header.js'
 import {BLOCK_SIZE, DIRENT_SIZE, Layout} from './layout.js'
-
-export interface DirEntry {
-  name: string
-  nid: number
-}
 
 /** Where an inode's data is: whole blocks at `dataOff`, and for inline layout a tail after the inode. */
 export class DataLocator {
@@ -46,30 +40,47 @@ export class DataLocator {
     return pieces
   }
 
-  /** The data as one copied buffer (callers cap `size` first). */
-  read(what: string): Buffer {
-    return Buffer.concat(this.blocks(what).map(([off, len]) => this.img.buf.subarray(off, off + len)))
+  /** The data as one buffer: a view of the image when it is in one piece, else a copy (callers cap `size` first). */
+  view(what: string): Buffer {
+    const pieces = this.blocks(what)
+    const buf = this.img.buf
+    if (pieces.length === 1) return buf.subarray(pieces[0]![0], pieces[0]![0] + pieces[0]![1])
+    return Buffer.concat(pieces.map(([off, len]) => buf.subarray(off, off + len)))
   }
 }
 
-/** The entries of a directory, checked to be in strictly increasing byte order. */
+/**
+ * The entries of a directory as flat (nameStart, nameEnd, nid) triples, names being byte ranges
+ * of the image; checked to be in strictly increasing byte order.
+ */
 export function readDirectory(
   img: ImageBuffer,
   nid: number,
   data: DataLocator,
   maxNameLength: number,
-): DirEntry[] {
-  const entries: DirEntry[] = []
-  let previous: string | null = null
+): number[] {
+  const entries: number[] = []
   for (const [blockOff, blockLen] of data.blocks('directory')) {
-    for (const e of readDirBlock(img, nid, blockOff, blockLen, maxNameLength)) {
-      if (previous !== null && cmpBytes(previous, e.name) >= 0) fail('directory entries out of order', nid)
-      previous = e.name
-      entries.push(e)
+    const first = entries.length
+    readDirBlock(img, nid, blockOff, blockLen, maxNameLength, entries)
+    // Within a block and across blocks: each name after the one before it.
+    for (let i = Math.max(first, 3); i < entries.length; i += 3) {
+      if (!before(img.buf, entries[i - 3]!, entries[i - 2]!, entries[i]!, entries[i + 1]!)) {
+        fail('directory entries out of order', nid)
+      }
     }
   }
   return entries
 }
+
+/** Whether name buf[a, aEnd) sorts strictly before buf[b, bEnd) in byte (strcmp) order. */
+function before(buf: Buffer, a: number, aEnd: number, b: number, bEnd: number): boolean {
+  for (; a < aEnd && b < bEnd; a++, b++) if (buf[a] !== buf[b]) return buf[a]! < buf[b]!
+  return aEnd - a < bEnd - b
+}
+
+const NUL = 0
+const SLASH = 0x2f
 
 function readDirBlock(
   img: ImageBuffer,
@@ -77,15 +88,16 @@ function readDirBlock(
   off: number,
   len: number,
   maxNameLength: number,
-): DirEntry[] {
+  out: number[],
+): void {
   img.need(off, len, 'directory block', nid)
   if (len < DIRENT_SIZE) fail('directory block too small', nid)
   const namesStart = img.u16(off + 8, 'dirent', nid)
   if (namesStart === 0 || namesStart % DIRENT_SIZE !== 0 || namesStart > len) {
     fail('bad dirent count', nid)
   }
+  const buf = img.buf
   const count = namesStart / DIRENT_SIZE
-  const out: DirEntry[] = []
   for (let i = 0; i < count; i++) {
     const d = off + i * DIRENT_SIZE
     const nidLo = img.u32(d, 'dirent', nid)
@@ -97,7 +109,7 @@ function readDirBlock(
       nameEnd = img.u16(d + DIRENT_SIZE + 8, 'dirent', nid)
     } else {
       // The last name ends at the first NUL (block padding) or at the end of the block.
-      const z = nameoff < len ? img.buf.subarray(off + nameoff, off + len).indexOf(0) : -1
+      const z = nameoff < len ? buf.subarray(off + nameoff, off + len).indexOf(NUL) : -1
       nameEnd = z < 0 ? len : nameoff + z
     }
     if (nameoff < namesStart || nameoff >= len || nameEnd > len || nameEnd <= nameoff) {
@@ -105,15 +117,9 @@ function readDirBlock(
     }
     const nameLen = nameEnd - nameoff
     if (nameLen > maxNameLength) fail(`name longer than ${maxNameLength}`, nid)
-    const name = img.buf.toString('latin1', off + nameoff, off + nameEnd)
-    if (name.includes('\0') || name.includes('/')) fail('invalid character in a name', nid)
-    out.push({name, nid: nidLo})
+    for (let j = off + nameoff; j < off + nameEnd; j++) {
+      if (buf[j] === NUL || buf[j] === SLASH) fail('invalid character in a name', nid)
+    }
+    out.push(off + nameoff, off + nameEnd, nidLo)
   }
-  return out
-}
-
-/** Paths never hold NUL bytes (upstream would silently cut there; a NUL means damage). */
-export function noNul(s: string, what: string, nid: number): string {
-  if (s.includes('\0')) fail(`NUL byte in a ${what}`, nid)
-  return s
 }

@@ -2,7 +2,7 @@
 // xattr area), turned back into what the tree meant: composefs's overlayfs xattrs become
 // payloads and digests, escaped `trusted.overlay.overlay.*` ones are unescaped, the rest kept.
 
-import {DIGEST_SIZE, FsNode, S_IFCHR, S_IFMT, S_IFREG} from '../../tree/node.js'
+import {DIGEST_SIZE, S_IFREG} from '../../tree/node.js'
 import {fail, type ImageBuffer} from './image-header.js'
 import {
   OVERLAY_ESCAPE_PREFIX,
@@ -12,9 +12,31 @@ import {
   XATTR_IBODY_HEADER_SIZE,
   XATTR_PREFIXES,
 } from './layout.js'
-import {noNul} from './read-data.js'
+import type {InodeView} from './inode-view.js'
 import {putXattr} from './xattr-space.js'
 import type {ReaderLimits} from './layout.js'
+
+const REDIRECT_NAME = Buffer.from(OverlayXattr.redirect.slice(OVERLAY_PREFIX.length), 'latin1')
+const METACOPY_NAME = Buffer.from(OverlayXattr.metacopy.slice(OVERLAY_PREFIX.length), 'latin1')
+const OVERLAY_PREFIX_BYTES = Buffer.from(OVERLAY_PREFIX, 'latin1')
+
+/**
+ * Where the part of an xattr name after OVERLAY_PREFIX (`trusted.overlay.`) starts, when the
+ * full name (`prefix` + img[start, end)) has that prefix; else -1.
+ */
+function overlayNameStart(buf: Buffer, prefix: string, start: number, end: number): number {
+  if (!OVERLAY_PREFIX.startsWith(prefix)) return -1
+  const rest = OVERLAY_PREFIX_BYTES.length - prefix.length
+  if (end - start < rest) return -1
+  for (let i = 0; i < rest; i++) if (buf[start + i] !== OVERLAY_PREFIX_BYTES[prefix.length + i]) return -1
+  return start + rest
+}
+
+function sameBytes(buf: Buffer, start: number, end: number, want: Buffer): boolean {
+  if (end - start !== want.length) return false
+  for (let i = 0; i < want.length; i++) if (buf[start + i] !== want[i]) return false
+  return true
+}
 
 /** Reads xattrs for one image; counts them against the whole tree's limit. */
 export class XattrReader {
@@ -28,7 +50,7 @@ export class XattrReader {
     private readonly xattrStart: number,
   ) {}
 
-  read(node: FsNode, nid: number, start: number, xattrSize: number): void {
+  read(node: InodeView, nid: number, start: number, xattrSize: number): void {
     const img = this.img
     const end = start + xattrSize
     if (xattrSize < XATTR_IBODY_HEADER_SIZE) fail('xattr header', nid)
@@ -50,7 +72,7 @@ export class XattrReader {
   }
 
   /** Reads one xattr entry at `off` that must end before `end`; returns its unpadded length. */
-  private readEntry(node: FsNode, nid: number, off: number, end: number, budget: {used: number}): number {
+  private readEntry(node: InodeView, nid: number, off: number, end: number, budget: {used: number}): number {
     const img = this.img
     if (off + XATTR_ENTRY_SIZE > end) fail('xattr entry beyond its area', nid)
     const nameLen = img.u8(off, 'xattr entry', nid)
@@ -61,43 +83,68 @@ export class XattrReader {
     img.need(off, len, 'xattr entry', nid)
     const prefix = XATTR_PREFIXES[index]
     if (prefix === undefined) fail(`unknown xattr name prefix ${index}`, nid)
-    const key = prefix + img.buf.toString('latin1', off + XATTR_ENTRY_SIZE, off + XATTR_ENTRY_SIZE + nameLen)
-    if (key.length === 0 || key.includes('\0')) fail('invalid xattr name', nid)
-    if (key.length > this.limits.maxXattrNameLength)
+    const buf = img.buf
+    const nameStart = off + XATTR_ENTRY_SIZE
+    const nameEnd = nameStart + nameLen
+    const keyLength = prefix.length + nameLen
+    if (keyLength === 0) fail('invalid xattr name', nid)
+    for (let i = nameStart; i < nameEnd; i++) if (buf[i] === 0) fail('invalid xattr name', nid)
+    if (keyLength > this.limits.maxXattrNameLength)
       fail(`xattr name longer than ${this.limits.maxXattrNameLength}`, nid)
     if (++this.entries > this.limits.maxXattrEntries)
       fail(`more than ${this.limits.maxXattrEntries} xattrs`, nid)
-    const value = img.buf.subarray(off + XATTR_ENTRY_SIZE + nameLen, off + len)
-    this.applyXattr(node, nid, key, value, budget)
+
+    // Every external file has these two: recognised from the bytes, without a string.
+    const overlayName = overlayNameStart(buf, prefix, nameStart, nameEnd)
+    if (overlayName >= 0 && node.type === S_IFREG) {
+      if (sameBytes(buf, overlayName, nameEnd, REDIRECT_NAME)) {
+        this.setRedirect(node, nid, nameEnd, off + len)
+        return len
+      }
+      if (sameBytes(buf, overlayName, nameEnd, METACOPY_NAME)) {
+        this.setMetacopy(node, nameEnd, off + len)
+        return len
+      }
+    }
+    const key = prefix + buf.toString('latin1', nameStart, nameEnd)
+    this.applyXattr(node, nid, key, nameEnd, off + len, budget)
     return len
   }
 
-  /** Turns composefs's overlayfs xattrs back into what the tree meant; stores the rest. */
-  private applyXattr(node: FsNode, nid: number, key: string, value: Buffer, budget: {used: number}): void {
-    const type = node.mode & S_IFMT
-    if (key === OverlayXattr.redirect) {
-      if (type === S_IFREG) {
-        // The object path without its leading '/', read as one string.
-        const from = value.length > 1 && value[0] === 0x2f ? 1 : 0
-        const payload = noNul(value.toString('latin1', from), 'redirect', nid)
-        if (payload.length > this.limits.maxPayloadLength) fail('redirect payload too long', nid)
-        node.payload = payload
-      }
-      return
-    }
-    if (key === OverlayXattr.metacopy) {
-      // 4-byte header (version, length, flags, hash algorithm), then the fs-verity digest.
-      if (type === S_IFREG && value.length === 4 + DIGEST_SIZE) node.digest = Buffer.from(value.subarray(4))
-      return
-    }
+  /** A file's redirect: the object path, without its leading '/', at img[start, end). */
+  private setRedirect(node: InodeView, nid: number, start: number, end: number): void {
+    const buf = this.img.buf
+    const from = end - start > 1 && buf[start] === 0x2f ? start + 1 : start
+    for (let i = from; i < end; i++) if (buf[i] === 0) fail('NUL byte in a redirect', nid)
+    if (end - from > this.limits.maxPayloadLength) fail('redirect payload too long', nid)
+    node.payload = buf
+    node.payloadStart = from
+    node.payloadEnd = end
+  }
+
+  /** A file's metacopy: a 4-byte header (version, length, flags, hash algorithm), then the digest. */
+  private setMetacopy(node: InodeView, start: number, end: number): void {
+    if (end - start !== 4 + DIGEST_SIZE) return
+    node.digest = this.img.buf
+    node.digestStart = start + 4
+  }
+
+  /**
+   * Turns composefs's other overlayfs xattrs back into what the tree meant; stores the rest.
+   * The value is img[start, end).
+   */
+  private applyXattr(
+    node: InodeView,
+    nid: number,
+    key: string,
+    start: number,
+    end: number,
+    budget: {used: number},
+  ): void {
+    const type = node.type
     if (key === OverlayXattr.escapedWhiteout && type === S_IFREG) {
       // A whiteout of the original tree, stored as an escaped one: make it a whiteout again.
-      node.mode = S_IFCHR | (node.mode & ~S_IFMT)
-      node.rdev = 0
-      node.size = 0
-      node.content = null
-      node.payload = null
-      node.digest = null
+      node.makeWhiteout()
       return
     }
     if (
@@ -114,7 +161,8 @@ export class XattrReader {
     }
     // Same accounting and replacement rule as upstream (the last xattr fills the hole). The
     // value is a view, not a copy: shared xattrs (an SELinux label on every inode) cost no memory each.
-    budget.used = putXattr(node.xattrs, budget.used, {key, value}, this.limits.maxXattrSpace)
+    const value = this.img.buf.subarray(start, end)
+    budget.used = putXattr(node.ownXattrs(), budget.used, {key, value}, this.limits.maxXattrSpace)
     if (budget.used < 0) fail('too many or too large xattrs', nid)
   }
 }

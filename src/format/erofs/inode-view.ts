@@ -1,0 +1,67 @@
+// One inode of a composefs image as the walk (walk.ts) meets it: the fields of its dump line
+// (dump/write.ts's DumpFields), with byte fields as ranges of the image rather than copies.
+
+import {DIGEST_SIZE, S_IFCHR, S_IFMT, type Xattr} from '../../tree/node.js'
+
+/** The xattrs of an inode without any (shared, so never added to: see ownXattrs). */
+const NO_XATTRS: readonly Xattr[] = []
+
+/**
+ * One inode as the walk met it (the fields of its dump line, dump/write.ts's DumpFields). The
+ * walk reuses one InodeView for every inode: a visitor copies what it keeps.
+ */
+export class InodeView {
+  nid = 0
+  mode = 0
+  nlink = 0
+  uid = 0
+  gid = 0
+  rdev = 0
+  size = 0
+  mtimeSec = 0
+  mtimeNsec = 0
+  /** Symlink target, or a regular file's object path: payload[payloadStart, payloadEnd), or null. */
+  payload: Buffer | null = null
+  payloadStart = 0
+  payloadEnd = 0
+  /** Inline content, or null. Like the symlink target, a view of the image when in one piece. */
+  content: Buffer | null = null
+  /** fs-verity digest: DIGEST_SIZE bytes of `digest` at digestStart, or null. */
+  digest: Buffer | null = null
+  digestStart = 0
+  /** Ordinary xattrs in upstream's order (values are views of the image); NO_XATTRS until one is read. */
+  xattrs: readonly Xattr[] = NO_XATTRS
+
+  /** The xattr list to add to: the inode's own, made on first use. */
+  ownXattrs(): Xattr[] {
+    if (this.xattrs === NO_XATTRS) this.xattrs = []
+    return this.xattrs as Xattr[]
+  }
+
+  get digestEnd(): number {
+    return this.digestStart + DIGEST_SIZE
+  }
+
+  get type(): number {
+    return this.mode & S_IFMT
+  }
+
+  reset(nid: number): void {
+    this.nid = nid
+    this.rdev = 0
+    this.payload = null
+    this.content = null
+    this.digest = null
+    this.xattrs = NO_XATTRS
+  }
+
+  /** A composefs whiteout of the original tree: a character device 0:0. */
+  makeWhiteout(): void {
+    this.mode = S_IFCHR | (this.mode & ~S_IFMT)
+    this.rdev = 0
+    this.size = 0
+    this.content = null
+    this.payload = null
+    this.digest = null
+  }
+}
