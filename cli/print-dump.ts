@@ -1,6 +1,6 @@
 // Printing an image's dump on stdout: shared by `image dump` (commands/image/dump.ts) and its
 // early path (cli/early.ts), so both print the same bytes the same way.
-import {imageDump} from '../src/image/inspect.js'
+import {imageDump} from '../src/image/dump.js'
 
 /**
  * Reads and checks the whole image (a broken one throws here, with nothing printed) and returns

@@ -1,12 +1,11 @@
 // Read-only operations on an image file, behind the `cfsboot image …` commands: its metadata,
-// its dump, the objects it refers to and which of them an objects directory lacks.
+// the objects it refers to and which of them an objects directory lacks (its dump: dump.ts).
 
 import {stat} from 'node:fs/promises'
 
 import {InvalidInputError} from '../errors.js'
-import {checkedImageDump} from '../format/dump/image.js'
 import {listObjects} from '../format/erofs/reader.js'
-import {absentObjects, loadImage, loadImageFile, loadImageTree, objectRefs} from './load.js'
+import {absentObjects, loadImage, loadImageTree, objectRefs} from './load.js'
 
 /** The result of `cfsboot image info --json` (schema: docs/schemas/image-info.json). */
 export interface ImageInfoResult {
@@ -31,15 +30,6 @@ export async function imageInfo(path: string): Promise<ImageInfoResult> {
     referencedObjects: listObjects(tree).length,
     formatVersion: tree.info.composefsVersion,
   }
-}
-
-/**
- * Reads and checks the image, then returns the function that prints its composefs-dump text
- * exactly as upstream's `composefs-info dump` does, through `drain` a buffer at a time. A broken
- * image throws here, before anything is printed.
- */
-export async function imageDump(path: string): Promise<(drain: (bytes: Buffer) => void) => void> {
-  return checkedImageDump(await loadImageFile(path))
 }
 
 /** Object paths (relative to an objects directory) the image refers to, sorted and unique. */

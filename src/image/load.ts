@@ -1,13 +1,13 @@
 // The one loader of image files, for every command that reads one (image …, mount's callers,
 // deploy, install, gc, fsck), and the one answer to "which objects does it need, and which of
 // them does a directory lack". Images are untrusted input:
-//   - the file is capped at MAX_IMAGE_BYTES before it is read;
+//   - the file is capped at MAX_IMAGE_BYTES before it is read (image-file.ts);
 //   - the reader (src/format/erofs/reader.ts) bounds-checks the rest;
 //   - a file's redirect and its metacopy digest must name the same object (the walk checks it);
 //   - before any object is looked up on disk, its path must be a content address (objectRefs):
 //     no "..", no absolute paths, nothing else a hostile image could make us probe or copy.
 
-import {readFile, stat} from 'node:fs/promises'
+import {stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {InvalidInputError} from '../errors.js'
@@ -15,9 +15,9 @@ import {imageDigest, listObjects, readImage} from '../format/erofs/reader.js'
 import type {ImageTree, ReadOptions} from '../format/erofs/reader.js'
 import {FsNode, isObjectPath, walk} from '../tree/node.js'
 import {forEachLimit} from '../util/concurrency.js'
+import {loadImageFile} from './image-file.js'
 
-/** Largest image file we load (a composefs image holds only metadata: 1 GiB is millions of files). */
-export const MAX_IMAGE_BYTES = 1 << 30
+export {MAX_IMAGE_BYTES} from './image-file.js'
 
 /** Concurrent stat calls while looking for missing objects. */
 const STAT_CONCURRENCY = 64
@@ -36,27 +36,6 @@ export interface ObjectRef {
   /** The fs-verity digest the path names. */
   digest: Buffer
   size: number
-}
-
-const NOT_AN_IMAGE_FILE = new Set(['ENOENT', 'ENOTDIR', 'EISDIR', 'ELOOP'])
-
-/** Reads an image file, refusing what cannot be an image before reading it. */
-export async function loadImageFile(path: string): Promise<Buffer> {
-  try {
-    const st = await stat(path)
-    if (!st.isFile()) throw new InvalidInputError(`image: ${path} is not a regular file`)
-    if (st.size > MAX_IMAGE_BYTES) {
-      throw new InvalidInputError(
-        `image: ${path} is ${st.size} bytes, over the ${MAX_IMAGE_BYTES}-byte limit`,
-      )
-    }
-    return await readFile(path)
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code && NOT_AN_IMAGE_FILE.has(code))
-      throw new InvalidInputError(`image: cannot read ${path} (${code})`)
-    throw err
-  }
 }
 
 /** The digest an object path names, or null when the path is not a content address. */

@@ -89,15 +89,34 @@ function hex2(c: number): string {
   return (c < 16 ? '0' : '') + c.toString(16)
 }
 
+/**
+ * What each byte escapes to: 0 for itself, else the character after the backslash (`x` for
+ * `\xhh`). '=' is itself here; ESCAPE_EQUAL escapes it too. A table rather than a test per
+ * byte, as escapeInto runs over every byte of a dump.
+ */
+const ESCAPE = new Uint8Array(256).map((_, c) =>
+  c === BACKSLASH
+    ? BACKSLASH
+    : c === 0x0a
+      ? 0x6e
+      : c === 0x0d
+        ? 0x72
+        : c === 0x09
+          ? 0x74
+          : c <= 0x20 || c >= 0x7f
+            ? 0x78
+            : 0,
+)
+const X = 0x78
+
 function needsEscape(c: number, flags: number): boolean {
-  return c <= 0x20 || c >= 0x7f || c === BACKSLASH || (c === EQUAL && (flags & ESCAPE_EQUAL) !== 0)
+  return ESCAPE[c] !== 0 || (c === EQUAL && (flags & ESCAPE_EQUAL) !== 0)
 }
 
 /** The most bytes one input byte escapes to (`\xhh`): callers size the output by this. */
 export const MAX_ESCAPED_BYTES = 4
 
 const HEX = Buffer.from('0123456789abcdef', 'latin1')
-const SHORT_ESCAPES: Record<number, number> = {[BACKSLASH]: BACKSLASH, 0x0a: 0x6e, 0x0d: 0x72, 0x09: 0x74}
 
 /**
  * Escapes src[start, end) for a dump field into `out` at `pos` (which must have room for
@@ -114,18 +133,17 @@ export function escapeInto(
   if ((flags & ESCAPE_LONE_DASH) !== 0 && end - start === 1 && src[start] === DASH) {
     return pos + out.write('\\x2d', pos, 'latin1')
   }
+  const equal = (flags & ESCAPE_EQUAL) !== 0 ? X : 0
   for (let i = start; i < end; i++) {
     const c = src[i]!
-    if (!needsEscape(c, flags)) {
+    const e = c === EQUAL ? equal : ESCAPE[c]!
+    if (e === 0) {
       out[pos++] = c
       continue
     }
     out[pos++] = BACKSLASH
-    const short = SHORT_ESCAPES[c]
-    if (short !== undefined) {
-      out[pos++] = short
-    } else {
-      out[pos++] = 0x78 // x
+    out[pos++] = e
+    if (e === X) {
       out[pos++] = HEX[c >> 4]!
       out[pos++] = HEX[c & 15]!
     }

@@ -121,6 +121,14 @@ function writeField(
   sink.pos = p
 }
 
+/** An escaped path ("/" for the root's empty one) and a space. */
+function writePath(buf: Buffer, pos: number, path: Uint8Array, len: number): number {
+  if (len === 0) buf[pos++] = SLASH
+  else buf.set(len === path.length ? path : path.subarray(0, len), pos)
+  buf[pos + len] = SPACE
+  return pos + len + 1
+}
+
 /** Scratch bytes of an xattr key (keys are byte strings). */
 let keyBytes = Buffer.allocUnsafe(256)
 
@@ -139,9 +147,7 @@ export function writeLine(
 ): void {
   let buf = sink.room(pathLen + 1 + FIXED_FIELDS_MAX)
   let p = sink.pos
-  if (pathLen === 0) buf[p++] = SLASH
-  else for (let i = 0; i < pathLen; i++) buf[p++] = path[i]!
-  buf[p++] = SPACE
+  p = writePath(buf, p, path, pathLen)
   p = writeDecimal(buf, p, f.size)
   buf[p++] = SPACE
   if (firstPath !== null) buf[p++] = 0x40 // @
@@ -163,11 +169,7 @@ export function writeLine(
 
   if (firstPath !== null) {
     buf = sink.room(firstPathLen + 2)
-    p = sink.pos
-    if (firstPathLen === 0) buf[p++] = SLASH
-    else for (let i = 0; i < firstPathLen; i++) buf[p++] = firstPath[i]!
-    buf[p++] = SPACE
-    sink.pos = p
+    sink.pos = writePath(buf, sink.pos, firstPath, firstPathLen)
   } else {
     writeField(sink, f.payload, f.payloadStart, f.payloadEnd, ESCAPE_LONE_DASH, SPACE)
   }
