@@ -54,6 +54,17 @@ export class ImageBuffer {
     if (off + len > this.buf.length) fail(`${what} beyond the end of the image`, nid)
   }
 
+  /** Whether [off, off+len) lies inside the buffer (need's test, without a message). */
+  holds(off: number, len: number): boolean {
+    return (
+      Number.isSafeInteger(off) &&
+      Number.isSafeInteger(len) &&
+      off >= 0 &&
+      len >= 0 &&
+      off + len <= this.buf.length
+    )
+  }
+
   u8(off: number, what: string, nid?: number): number {
     this.need(off, 1, what, nid)
     return this.buf.readUInt8(off)

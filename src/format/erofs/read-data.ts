@@ -23,14 +23,16 @@ export class DataLocator {
     const inline = this.layout === Layout.flatInline
     const fullBlocks = inline ? nBlocks - 1 : nBlocks
     const inBlocks = inline ? fullBlocks * BLOCK_SIZE : size
-    if (inBlocks > 0) img.need(this.dataOff, inBlocks, `${what} data blocks`, nid)
+    // (need is called only to fail: its message is built only then.)
+    if (inBlocks > 0 && !img.holds(this.dataOff, inBlocks))
+      img.need(this.dataOff, inBlocks, `${what} data blocks`, nid)
     const pieces: [number, number][] = []
     for (let b = 0; b < fullBlocks; b++) {
       pieces.push([this.dataOff + b * BLOCK_SIZE, Math.min(BLOCK_SIZE, size - b * BLOCK_SIZE)])
     }
     if (inline) {
       const tail = size - fullBlocks * BLOCK_SIZE
-      img.need(this.tailOff, tail, `${what} inline data`, nid)
+      if (!img.holds(this.tailOff, tail)) img.need(this.tailOff, tail, `${what} inline data`, nid)
       // The kernel requires the inline tail to stay in the inode's block.
       if (Math.floor(this.tailOff / BLOCK_SIZE) !== Math.floor((this.tailOff + tail - 1) / BLOCK_SIZE)) {
         fail(`${what} inline data crosses a block boundary`, nid)
@@ -92,21 +94,21 @@ function readDirBlock(
 ): void {
   img.need(off, len, 'directory block', nid)
   if (len < DIRENT_SIZE) fail('directory block too small', nid)
-  const namesStart = img.u16(off + 8, 'dirent', nid)
+  // The dirents, and the names they point to, lie in the block just checked.
+  const buf = img.buf
+  const namesStart = buf[off + 8]! | (buf[off + 9]! << 8)
   if (namesStart === 0 || namesStart % DIRENT_SIZE !== 0 || namesStart > len) {
     fail('bad dirent count', nid)
   }
-  const buf = img.buf
   const count = namesStart / DIRENT_SIZE
   for (let i = 0; i < count; i++) {
     const d = off + i * DIRENT_SIZE
-    const nidLo = img.u32(d, 'dirent', nid)
-    const nidHi = img.u32(d + 4, 'dirent', nid)
-    if (nidHi !== 0) fail('dirent nid out of range', nid)
-    const nameoff = img.u16(d + 8, 'dirent', nid)
+    const nidLo = buf.readUInt32LE(d)
+    if (buf.readUInt32LE(d + 4) !== 0) fail('dirent nid out of range', nid)
+    const nameoff = buf[d + 8]! | (buf[d + 9]! << 8)
     let nameEnd: number
     if (i + 1 < count) {
-      nameEnd = img.u16(d + DIRENT_SIZE + 8, 'dirent', nid)
+      nameEnd = buf[d + DIRENT_SIZE + 8]! | (buf[d + DIRENT_SIZE + 9]! << 8)
     } else {
       // The last name ends at the first NUL (block padding) or at the end of the block.
       const z = nameoff < len ? buf.subarray(off + nameoff, off + len).indexOf(NUL) : -1

@@ -54,7 +54,9 @@ export class XattrReader {
     const img = this.img
     const end = start + xattrSize
     if (xattrSize < XATTR_IBODY_HEADER_SIZE) fail('xattr header', nid)
-    const sharedCount = img.u8(start + 4, 'xattr header', nid)
+    // parseInode checked that the inline area [start, end) lies in the image.
+    const buf = img.buf
+    const sharedCount = buf[start + 4]!
     let pos = start + XATTR_IBODY_HEADER_SIZE + sharedCount * 4
     if (pos > end) fail('shared xattr count larger than the xattr area', nid)
     const budget = {used: 0}
@@ -65,7 +67,7 @@ export class XattrReader {
       pos += Math.ceil(entryLen / 4) * 4
     }
     for (let i = 0; i < sharedCount; i++) {
-      const idx = img.u32(start + XATTR_IBODY_HEADER_SIZE + i * 4, 'shared xattr reference', nid)
+      const idx = buf.readUInt32LE(start + XATTR_IBODY_HEADER_SIZE + i * 4)
       const entryOff = this.xattrStart + idx * 4
       this.readEntry(node, nid, entryOff, img.length, budget)
     }
@@ -74,16 +76,16 @@ export class XattrReader {
   /** Reads one xattr entry at `off` that must end before `end`; returns its unpadded length. */
   private readEntry(node: InodeView, nid: number, off: number, end: number, budget: {used: number}): number {
     const img = this.img
+    // `end` is at most the image's length, so what lies before it can be read unchecked.
     if (off + XATTR_ENTRY_SIZE > end) fail('xattr entry beyond its area', nid)
-    const nameLen = img.u8(off, 'xattr entry', nid)
-    const index = img.u8(off + 1, 'xattr entry', nid)
-    const valueLen = img.u16(off + 2, 'xattr entry', nid)
+    const buf = img.buf
+    const nameLen = buf[off]!
+    const index = buf[off + 1]!
+    const valueLen = buf[off + 2]! | (buf[off + 3]! << 8)
     const len = XATTR_ENTRY_SIZE + nameLen + valueLen
     if (off + len > end) fail('xattr entry beyond its area', nid)
-    img.need(off, len, 'xattr entry', nid)
     const prefix = XATTR_PREFIXES[index]
     if (prefix === undefined) fail(`unknown xattr name prefix ${index}`, nid)
-    const buf = img.buf
     const nameStart = off + XATTR_ENTRY_SIZE
     const nameEnd = nameStart + nameLen
     const keyLength = prefix.length + nameLen
