@@ -11,8 +11,11 @@ import {escapeInto, MAX_ESCAPED_BYTES} from './escape.js'
 import {DumpSink, type DumpFields, writeLine} from './write.js'
 import {type InodeView, type ReadOptions, walkImage} from '../erofs/walk.js'
 
-/** Output is handed on in buffers of about this size. */
-export const CHUNK_BYTES = 1 << 20
+/**
+ * Output is handed on in buffers of this size: few enough writes, and little written-out
+ * output waiting for the collector (1 MiB cost 2 MiB more peak RSS on a 6 MiB dump).
+ */
+const CHUNK_BYTES = 1 << 18
 
 /** A hardlinked inode's first path and fields, for the '@' lines of its later names. */
 interface FirstName {
