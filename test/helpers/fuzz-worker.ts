@@ -1,8 +1,12 @@
 // Runs reader fuzzing in a worker thread, so that the main thread can stop it (and fail the
-// test) if one mutation makes the reader hang. Reports progress after every batch.
+// test) if one mutation makes the reader hang. Reports progress after every batch. Every image
+// the reader accepts must also print, straight from its bytes (`image dump`), the dump of the
+// tree it reads.
 import {parentPort, workerData} from 'node:worker_threads'
 
 import {InvalidInputError} from '../../src/errors.js'
+import {checkedImageDump} from '../../src/format/dump/image.js'
+import {dumpToString} from '../../src/format/dump/write.js'
 import {readImage} from '../../src/format/erofs/reader.js'
 import {makeSeed, mutate, prng} from './mutate.js'
 
@@ -37,8 +41,17 @@ for (let i = 0; i < job.mutations; i++) {
   if (i % BATCH === 0)
     parentPort!.postMessage({type: 'progress', done: i, current: m.description} satisfies FuzzMessage)
   try {
-    readImage(m.bytes)
+    const tree = readImage(m.bytes)
     parsed++
+    const chunks: Buffer[] = []
+    checkedImageDump(m.bytes)((b) => chunks.push(b))
+    const same = Buffer.concat(chunks).toString('latin1') === dumpToString(tree.root, {xattrOrder: 'tree'})
+    if (!same && bugs.length < MAX_BUGS_REPORTED) {
+      bugs.push({
+        description: `#${i} ${m.description}`,
+        error: 'image dump differs from the dump of the tree read',
+      })
+    }
   } catch (err) {
     if (err instanceof InvalidInputError && !err.message.includes('\n')) {
       refused++
