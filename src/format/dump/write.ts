@@ -79,27 +79,17 @@ const HEX = Buffer.from('0123456789abcdef', 'latin1')
 /** The path, then eight numbers (none over 21 characters), an '@' and their separators. */
 const FIXED_FIELDS_MAX = 8 * 22 + 2
 
-/** Writes a decimal integer (|n| <= 2^53) at `pos`; returns the position after it. */
-function writeDecimal(buf: Buffer, pos: number, n: number): number {
+/** Writes an integer (|n| <= 2^53) in base `radix` (8 or 10) at `pos`; returns the position after it. */
+function writeInteger(buf: Buffer, pos: number, n: number, radix = 10): number {
   if (n < 0) {
     buf[pos++] = DASH
     n = -n
   }
   let digits = 1
-  for (let v = n; v >= 10; v = Math.floor(v / 10)) digits++
+  for (let v = n; v >= radix; v = Math.floor(v / radix)) digits++
   for (let i = pos + digits - 1; i >= pos; i--) {
-    buf[i] = 0x30 + (n % 10)
-    n = Math.floor(n / 10)
-  }
-  return pos + digits
-}
-
-function writeOctal(buf: Buffer, pos: number, n: number): number {
-  let digits = 1
-  for (let v = n; v >= 8; v = Math.floor(v / 8)) digits++
-  for (let i = pos + digits - 1; i >= pos; i--) {
-    buf[i] = 0x30 + (n % 8)
-    n = Math.floor(n / 8)
+    buf[i] = 0x30 + (n % radix)
+    n = Math.floor(n / radix)
   }
   return pos + digits
 }
@@ -148,22 +138,22 @@ export function writeLine(
   let buf = sink.room(pathLen + 1 + FIXED_FIELDS_MAX)
   let p = sink.pos
   p = writePath(buf, p, path, pathLen)
-  p = writeDecimal(buf, p, f.size)
+  p = writeInteger(buf, p, f.size)
   buf[p++] = SPACE
   if (firstPath !== null) buf[p++] = 0x40 // @
-  p = writeOctal(buf, p, f.mode)
+  p = writeInteger(buf, p, f.mode, 8)
   buf[p++] = SPACE
-  p = writeDecimal(buf, p, f.nlink)
+  p = writeInteger(buf, p, f.nlink)
   buf[p++] = SPACE
-  p = writeDecimal(buf, p, f.uid)
+  p = writeInteger(buf, p, f.uid)
   buf[p++] = SPACE
-  p = writeDecimal(buf, p, f.gid)
+  p = writeInteger(buf, p, f.gid)
   buf[p++] = SPACE
-  p = writeDecimal(buf, p, f.rdev)
+  p = writeInteger(buf, p, f.rdev)
   buf[p++] = SPACE
-  p = writeDecimal(buf, p, f.mtimeSec)
+  p = writeInteger(buf, p, f.mtimeSec)
   buf[p++] = 0x2e // .
-  p = writeDecimal(buf, p, f.mtimeNsec)
+  p = writeInteger(buf, p, f.mtimeNsec)
   buf[p++] = SPACE
   sink.pos = p
 
