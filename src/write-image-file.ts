@@ -1,6 +1,6 @@
 // The last step of every build: the tree → an EROFS image written to OUTPUT atomically
-// (temporary name, fsync, rename), shared by buildImage and the early `build --from-dump`
-// (cli/early.ts), which must not load the rest of build.ts.
+// (temporary name, fsync, rename), shared by buildImage and the early `build` of a tree or a
+// dump (cli/early.ts), which must not load the rest of build.ts.
 
 import {writeImage} from './format/erofs/writer.js'
 import type {FsNode} from './tree/node.js'
@@ -21,14 +21,7 @@ export async function writeImageFile(
   versions: {minVersion?: number; maxVersion?: number} = {},
 ): Promise<WrittenImageFile> {
   const written = writeImage(root, versions)
-  // One write(2) of the whole image: FileHandle.writeFile would issue one per 512 KiB, each a
-  // round trip through libuv's thread pool.
-  const image = written.image
-  await writeFileAtomic(output, async (fh) => {
-    for (let off = 0; off < image.length;) {
-      off += (await fh.write(image, off, image.length - off, off)).bytesWritten
-    }
-  })
+  await writeFileAtomic(output, written.image)
   return {
     digest: written.digest.toString('hex'),
     image: output,

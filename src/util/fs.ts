@@ -27,21 +27,18 @@ export async function fsyncPath(path: string, flags: number = constants.O_RDONLY
 }
 
 /**
- * Writes `path` atomically and durably. `fill` writes the content through the handle it is given
- * (so large outputs can be streamed); on any failure the temporary file is removed and the old
- * file, if any, is untouched.
+ * Writes `data` to `path` atomically and durably; on any failure the temporary file is removed
+ * and the old file, if any, is untouched. The bytes go out in one write(2) (more only if the
+ * kernel writes less): FileHandle.writeFile would issue one per 512 KiB, each a round trip
+ * through libuv's thread pool.
  */
-export async function writeFileAtomic(
-  path: string,
-  fill: Uint8Array | ((fh: import('node:fs/promises').FileHandle) => Promise<void>),
-  mode = 0o644,
-): Promise<void> {
+export async function writeFileAtomic(path: string, data: Uint8Array, mode = 0o644): Promise<void> {
   const tmp = tempPathFor(path)
   const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode)
   try {
     try {
-      if (typeof fill === 'function') await fill(fh)
-      else await fh.writeFile(fill)
+      for (let off = 0; off < data.length;)
+        off += (await fh.write(data, off, data.length - off, off)).bytesWritten
       await fh.sync()
     } finally {
       await fh.close()
