@@ -99,16 +99,24 @@ export function chunkBitsFor(size: number): number {
 /** The number of chunks of an external file of this size. */
 export const chunkCountFor = (size: number): number => Math.ceil(size / 2 ** chunkBitsFor(size))
 
+/** Bytes of a trusted.overlay.metacopy value before the digest (metacopyHeader). */
+export const METACOPY_HEADER_SIZE = 4
+
+/** The bytes before the digest in a metacopy value: version 0, the value's length, flags 0, the hash algorithm. */
+export function metacopyHeader(digestLength: number): number[] {
+  return [0, METACOPY_HEADER_SIZE + digestLength, 0, FSVERITY_HASH_ALG_SHA256]
+}
+
+/** The metacopy value of a file with this fs-verity digest (empty without one). */
 export function metacopyValue(digest: Buffer | null): Buffer {
   if (!digest) return Buffer.alloc(0)
-  // fsverity metacopy: version 0, length 36, flags 0, hash algorithm, then the digest.
-  return Buffer.concat([Buffer.from([0, 4 + digest.length, 0, FSVERITY_HASH_ALG_SHA256]), digest])
+  return Buffer.concat([Buffer.from(metacopyHeader(digest.length)), digest])
 }
 
 /** The metacopy value as a byte string, without making the Buffer (for counting equal values). */
 export function metacopyText(digest: Buffer | null): string {
   if (!digest) return ''
-  return String.fromCharCode(0, 4 + digest.length, 0, FSVERITY_HASH_ALG_SHA256) + digest.toString('latin1')
+  return String.fromCharCode(...metacopyHeader(digest.length)) + digest.toString('latin1')
 }
 
 const EMPTY = Buffer.alloc(0)

@@ -12,7 +12,7 @@ import {
   XATTR_FILTER_SEED,
   XATTR_LONG_PREFIX,
 } from './layout.js'
-import {External, ImageTree, metacopyText, metacopyValue, WXattr} from './prepare.js'
+import {External, ImageTree, METACOPY_HEADER_SIZE, metacopyText, metacopyValue, WXattr} from './prepare.js'
 import type {FsNode} from '../../tree/node.js'
 import {xxh32} from './xxhash.js'
 
@@ -47,7 +47,8 @@ function entrySize(key: string, valueLength: number): number {
 }
 
 /** Length of the metacopy value of a node with this digest (metacopyValue). */
-export const metacopyLength = (digest: Buffer | null): number => (digest ? 4 + digest.length : 0)
+export const metacopyLength = (digest: Buffer | null): number =>
+  digest ? METACOPY_HEADER_SIZE + digest.length : 0
 
 interface XattrUse {
   x: WXattr

@@ -46,10 +46,17 @@ import {
   SUPER_SIZE,
   XATTR_IBODY_HEADER_SIZE,
   BLOCK_BITS,
-  FSVERITY_HASH_ALG_SHA256,
   OverlayXattr,
 } from './layout.js'
-import {chooseVersion, chunkBitsFor, External, ImageTree, prepareTree, WXattr} from './prepare.js'
+import {
+  chooseVersion,
+  chunkBitsFor,
+  External,
+  ImageTree,
+  metacopyHeader,
+  prepareTree,
+  WXattr,
+} from './prepare.js'
 import {metacopyLength, xattrIndex, XattrLayout} from './write-xattrs.js'
 
 export interface WriteOptions {
@@ -357,10 +364,7 @@ function writeMetacopy(out: Out, digest: Buffer | null): void {
   out.u16(metacopyLength(digest))
   out.str(suffix)
   if (digest) {
-    out.u8(0)
-    out.u8(4 + digest.length)
-    out.u8(0)
-    out.u8(FSVERITY_HASH_ALG_SHA256)
+    for (const b of metacopyHeader(digest.length)) out.u8(b)
     out.bytes(digest)
   }
   out.align(4)
