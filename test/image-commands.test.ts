@@ -122,5 +122,13 @@ describe('cfsboot image', () => {
       assert.equal(r.status, 3, r.stderr)
       assert.equal(JSON.parse(r.stdout).error.code, 'EINVALID')
     }
+    // `image dump` reads the image through its own walk (no tree): the same check, nothing printed.
+    const r = cli('image', 'dump', liar)
+    assert.equal(r.status, 3, r.stderr)
+    assert.equal(r.stdout, '')
+    assert.match(
+      errorLine(r.stderr),
+      /^Error: image: a file redirects to object \S+ but its fs-verity digest is [0-9a-f]{64} at nid \d+$/,
+    )
   })
 })

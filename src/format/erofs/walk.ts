@@ -331,7 +331,7 @@ function checkRedirect(node: InodeView, nid: number): void {
   const path = payload.toString('latin1', p, end)
   if (!isObjectPath(path)) return
   const hex = digest.toString('hex', node.digestStart, node.digestStart + DIGEST_SIZE)
-  fail(`a file redirects to object ${path} but its fs-verity digest is ${hex}`)
+  fail(`a file redirects to object ${path} but its fs-verity digest is ${hex}`, nid)
 }
 
 /** Walks a composefs image. Throws InvalidInputError on anything malformed. */
