@@ -33,7 +33,7 @@ import {byteString, FsNode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG}
  * read from the disk) was tried and dropped: on this project's machines getfattr's walk, which
  * runs beside this one, already keeps a second request in flight, and cold scans with the
  * prefetcher were slower (1.51-2.03 s against 1.24-1.54 s, 3 runs each) at 0.5-1 s more CPU.
- * A device with a slower disk may differ: measure there before bringing it back (branch i13-image).
+ * A device with a slower disk may differ: measure there before bringing it back.
  */
 export const SCAN_SLICE_ENTRIES = 256
 
