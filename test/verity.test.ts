@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
+import {once} from 'node:events'
 import {mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -23,6 +24,7 @@ import {
 } from '../src/verity/merkle.js'
 import {readArguments} from '../src/verity/early.js'
 import {DigestPool, digestFile, LARGE_FILE, planRanges} from '../src/verity/pool.js'
+import {startDigestWorker, workerState} from '../src/verity/worker-start.js'
 import {needTool, run} from './helpers/tools.js'
 
 const work = mkdtempSync(join(tmpdir(), 'cfsboot-verity-'))
@@ -356,6 +358,27 @@ describe('DigestPool', () => {
     // No close(): node:test would hang here if the idle workers held the event loop.
   })
 
+  it('adopts workers started before it: booting, online, or already gone', async () => {
+    const online = startDigestWorker()
+    const gone = startDigestWorker()
+    online.ref() // started workers do not hold the event loop; this test waits for one
+    await once(online, 'online')
+    online.unref()
+    await gone.terminate()
+    const booting = startDigestWorker()
+    assert.deepEqual([online, gone, booting].map(workerState), ['online', 'exited', 'starting'])
+    // A gone worker is passed over; the two others take the work.
+    const pool = new DigestPool({threads: 2, started: [gone, online, booting]})
+    try {
+      assert.deepEqual(await pool.digestFiles(mix.map((f) => f.path)), expected)
+      assert.equal(workerState(booting), 'online')
+    } finally {
+      await pool.close()
+    }
+    assert.equal(workerState(online), 'exited')
+    assert.equal(workerState(booting), 'exited')
+  })
+
   it('refuses nonsense thread counts', () => {
     assert.throws(() => new DigestPool({threads: -1}), RangeError)
     assert.throws(() => new DigestPool({threads: 1.5}), RangeError)
@@ -448,5 +471,20 @@ await execute({dir: ${JSON.stringify(BIN)}, args: JSON.parse(process.argv[1])})`
     assert.equal(r.status, 3)
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr)
     assert.match(r.stderr, /not a regular file/)
+  })
+
+  // fs-verity covers a file's size, and `fsverity digest` reads exactly that many bytes.
+  it('a /proc file, whose size is 0, digests as empty, as `fsverity digest` says', () => {
+    const r = cli('/proc/version')
+    assert.equal(r.status, 0, r.stderr)
+    assert.equal(r.stdout, `sha256:${hex(fsverityDigest(Buffer.alloc(0)))} /proc/version\n`)
+    if (!noFsverity) assert.equal(r.stdout, run('fsverity', ['digest', '/proc/version']))
+  })
+
+  it('a file shorter than its size (sysfs: 4096) is refused with one line, as by `fsverity digest`', () => {
+    const r = cli('/sys/kernel/profiling')
+    assert.equal(r.status, 3)
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr)
+    assert.match(r.stderr, /shrank while being read \(\d+ of 4096 bytes\)/)
   })
 })

@@ -60,30 +60,40 @@ function readFully(fd: number, buf: Buffer, len: number, pos: number): number {
 }
 
 /**
- * The fs-verity digest of a whole open file, read to its end (like `fsverity digest`). A file
- * that fits the read buffer (most files of a root filesystem) is hashed in place with no
- * allocation but the result; a larger one streams through an FsVerityHasher.
+ * A file gave fewer bytes than fstat said it had: it shrank while being read. `fsverity digest`
+ * fails the same way, and the kernel's digest covers exactly the inode's size.
  */
-export function digestOpenFile(fd: number, bb: BlockBuffer): {digest: Buffer; size: number} {
-  const n = readFully(fd, bb.buf, bb.buf.length, 0)
-  if (n < bb.buf.length) return {digest: digestInBuffer(bb, n), size: n}
-  const h = new FsVerityHasher()
-  h.update(bb.buf)
-  let pos = n
-  for (;;) {
-    const got = readFully(fd, bb.buf, bb.buf.length, pos)
-    if (got === 0) break
-    h.update(got === bb.buf.length ? bb.buf : bb.buf.subarray(0, got))
-    pos += got
-    if (got < bb.buf.length) break
+export function shrankError(got: number, size: number): NodeJS.ErrnoException {
+  return fileError('ECHANGED', `file shrank while being read (${got} of ${size} bytes)`)
+}
+
+/**
+ * The fs-verity digest of the `size` bytes of an open file (fstat's size: what `fsverity digest`
+ * reads, and what the kernel's digest covers; a /proc file of size 0 is empty here too). A file
+ * that fits the read buffer (most files of a root filesystem) is read with one read() and hashed
+ * in place, with no allocation but the result; a larger one streams through an FsVerityHasher.
+ */
+export function digestOpenFile(fd: number, size: number, bb: BlockBuffer): Buffer {
+  if (size <= bb.buf.length) {
+    const n = readFully(fd, bb.buf, size, 0)
+    if (n < size) throw shrankError(n, size)
+    return digestInBuffer(bb, size)
   }
-  return {digest: h.digest(), size: pos}
+  const h = new FsVerityHasher()
+  for (let pos = 0; pos < size;) {
+    const want = Math.min(bb.buf.length, size - pos)
+    const n = readFully(fd, bb.buf, want, pos)
+    if (n < want) throw shrankError(pos + n, size)
+    h.update(want === bb.buf.length ? bb.buf : bb.buf.subarray(0, want))
+    pos += want
+  }
+  return h.digest()
 }
 
 const levelBlock = Buffer.alloc(BLOCK_SIZE)
 const rootScratch = Buffer.alloc(HASH_SIZE)
 
-/** The digest of the `size` bytes at the start of `bb.buf` (size < the buffer's, <= 512 KiB). */
+/** The digest of the `size` bytes at the start of `bb.buf` (at most 512 KiB, one level-1 group). */
 function digestInBuffer(bb: BlockBuffer, size: number): Buffer {
   if (size === 0) return descriptorDigest(0, rootScratch.fill(0))
   const nBlocks = Math.ceil(size / BLOCK_SIZE)
@@ -133,8 +143,7 @@ export function level1OfRange(
   for (let pos = start; pos < end; pos += readSize) {
     const want = Math.min(readSize, end - pos)
     const n = readFully(fd, bb.buf, want, pos)
-    if (n < want)
-      throw fileError('ECHANGED', `file shrank while being read (${pos + n} of ${fileSize} bytes)`)
+    if (n < want) throw shrankError(pos + n, fileSize)
     const nBlocks = Math.ceil(n / BLOCK_SIZE)
     if (n % BLOCK_SIZE !== 0) bb.buf.fill(0, n, nBlocks * BLOCK_SIZE) // the file's last block
     for (let b = 0; b < nBlocks; b++) {

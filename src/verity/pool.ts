@@ -11,12 +11,13 @@
 // nothing else to do gets its first hashes before the workers have even started.
 import {closeSync, read} from 'node:fs'
 import {availableParallelism} from 'node:os'
-import {Worker} from 'node:worker_threads'
+import type {Worker} from 'node:worker_threads'
 
-import {BlockBuffer, openRegular, READ_SIZE} from './file-hash.js'
+import {BlockBuffer, openRegular, READ_SIZE, shrankError} from './file-hash.js'
 import {descriptorDigest, FsVerityHasher, LEVEL1_SPAN, MerkleLevels} from './merkle.js'
 import {FileOutcome, fromWireError, Reply, Task} from './protocol.js'
 import {runTask} from './task.js'
+import {startDigestWorker, workerState} from './worker-start.js'
 
 /** A path as node:fs takes it: a string, or raw bytes for a name that is not UTF-8. */
 export type FilePath = string | Buffer
@@ -59,6 +60,11 @@ export interface DigestPoolOptions {
    * speculatively (see early.ts): whoever awaits the result must then keep the process alive.
    */
   keepProcessAlive?: boolean
+  /**
+   * Workers already started with startDigestWorker(), to be used before new ones are started (at
+   * most `threads` of them; the pool owns them from now on).
+   */
+  started?: Worker[]
 }
 
 /** One file's digest, or why it has none. */
@@ -76,8 +82,6 @@ interface Slot {
   inflight: Map<number, Pending>
   online: boolean
 }
-
-const WORKER_URL = new URL('./worker.js', import.meta.url)
 
 /** How a file of `size` bytes is cut for `threads` threads: [start, end) pairs, 512 KiB aligned. */
 export function planRanges(size: number, threads: number): [number, number][] {
@@ -104,6 +108,7 @@ export class DigestPool {
   private startFailures = 0
   private startError: Error | undefined
   private mainBuffer: BlockBuffer | undefined
+  private readonly prestarted: Worker[]
 
   constructor(opts: DigestPoolOptions = {}) {
     const n = opts.threads ?? availableParallelism()
@@ -112,6 +117,7 @@ export class DigestPool {
     if (n === 0 && !this.mainThread) throw new RangeError('threads: 0 needs mainThread: true')
     this.threads = Math.min(n, MAX_THREADS)
     this.keepProcessAlive = opts.keepProcessAlive ?? true
+    this.prestarted = [...(opts.started ?? [])]
   }
 
   /** From now on the calling thread hashes queued work too (see DigestPoolOptions.mainThread). */
@@ -199,7 +205,7 @@ export class DigestPool {
     for (const p of this.queue.splice(0)) p.reject(closedErr)
     const slots = this.slots.splice(0)
     for (const s of slots) for (const p of s.inflight.values()) p.reject(closedErr)
-    await Promise.all(slots.map((s) => s.worker.terminate()))
+    await Promise.all([...slots.map((s) => s.worker), ...this.prestarted.splice(0)].map((w) => w.terminate()))
   }
 
   /** A large file of `size` bytes: its ranges are hashed by the workers, the top levels here. */
@@ -285,10 +291,10 @@ export class DigestPool {
   }
 
   private spawn(): Slot {
-    // No inherited node options: the worker is plain JavaScript, and some options (the
-    // --input-type of `node -e`) even stop a worker from starting.
-    const worker = new Worker(WORKER_URL, {execArgv: []})
-    const slot: Slot = {worker, inflight: new Map(), online: false}
+    let worker = this.prestarted.shift()
+    while (worker && workerState(worker) === 'exited') worker = this.prestarted.shift()
+    worker ??= startDigestWorker()
+    const slot: Slot = {worker, inflight: new Map(), online: workerState(worker) === 'online'}
     worker.on('online', () => {
       slot.online = true
       this.dispatch()
@@ -327,7 +333,7 @@ function yieldToEventLoop(): Promise<void> {
 }
 
 /**
- * The fs-verity digest of the file at `path`. With a pool, the pool does it; without one, a file
+ * The fs-verity digest of the file at `path` (of its size when opened). With a pool, the pool does it; without one, a file
  * smaller than LARGE_FILE is hashed on this thread (reads are asynchronous) and a larger one by
  * a pool made for the call.
  */
@@ -338,9 +344,9 @@ export async function digestFile(path: FilePath, opts: {pool?: DigestPool} = {})
     if (size < LARGE_FILE) {
       const h = new FsVerityHasher()
       const buf = Buffer.alloc(READ_SIZE)
-      for (let pos = 0; ;) {
-        const n = await readAt(fd, buf, pos)
-        if (n === 0) break
+      for (let pos = 0; pos < size;) {
+        const n = await readAt(fd, buf, Math.min(buf.length, size - pos), pos)
+        if (n === 0) throw shrankError(pos, size)
         h.update(n === buf.length ? buf : buf.subarray(0, n))
         pos += n
       }
@@ -357,8 +363,8 @@ export async function digestFile(path: FilePath, opts: {pool?: DigestPool} = {})
   }
 }
 
-function readAt(fd: number, buf: Buffer, pos: number): Promise<number> {
+function readAt(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
   return new Promise((resolve, reject) =>
-    read(fd, buf, 0, buf.length, pos, (err, n) => (err ? reject(err) : resolve(n))),
+    read(fd, buf, 0, len, pos, (err, n) => (err ? reject(err) : resolve(n))),
   )
 }

@@ -9,8 +9,7 @@ function digestOne(path: string | Uint8Array, largeFrom: number, bb: BlockBuffer
     const {fd, size} = openRegular(path)
     try {
       if (size >= largeFrom) return {large: true, size}
-      const r = digestOpenFile(fd, bb)
-      return {digest: new Uint8Array(r.digest), size: r.size}
+      return {digest: new Uint8Array(digestOpenFile(fd, size, bb)), size}
     } finally {
       closeSync(fd)
     }
