@@ -14,9 +14,10 @@ export async function readImageDump(image: string): Promise<() => Promise<void>>
 /**
  * Hands each buffer to stdout as the dump is formatted, and settles once all are written. A
  * closed pipe (`| head`) just ends the output: stdout is destroyed then, and nothing more is
- * written to it.
+ * written to it. A file (or /dev/null) is written at once, so the buffer is handed back to be
+ * filled again; a pipe queues it, so the next lines need a new one.
  */
-function printOnStdout(print: (drain: (bytes: Buffer) => void) => void): Promise<void> {
+function printOnStdout(print: (drain: (bytes: Buffer) => unknown) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     let pending = 1
     let error: Error | undefined
@@ -27,12 +28,13 @@ function printOnStdout(print: (drain: (bytes: Buffer) => void) => void): Promise
     }
     try {
       print((bytes) => {
-        if (process.stdout.destroyed) return
+        if (process.stdout.destroyed) return true
         pending++
         process.stdout.write(bytes, (err) => {
           if (err && (err as NodeJS.ErrnoException).code !== 'EPIPE') error ??= err
           settle()
         })
+        return process.stdout.writableLength === 0
       })
     } catch (err) {
       error = err instanceof Error ? err : new Error(String(err))

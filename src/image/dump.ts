@@ -7,9 +7,10 @@ import {loadImageFile} from './image-file.js'
 
 /**
  * Reads and checks the image, then returns the function that prints its composefs-dump text
- * exactly as upstream's `composefs-info dump` does, through `drain` a buffer at a time. A broken
+ * exactly as upstream's `composefs-info dump` does, through `drain` a buffer at a time (see
+ * checkedImageDump for whose the buffer is). A broken
  * image throws here, before anything is printed.
  */
-export async function imageDump(path: string): Promise<(drain: (bytes: Buffer) => void) => void> {
+export async function imageDump(path: string): Promise<(drain: (bytes: Buffer) => unknown) => void> {
   return checkedImageDump(await loadImageFile(path))
 }

@@ -48,12 +48,12 @@ function snapshot(v: InodeView): DumpFields {
 /**
  * Checks the whole image (throwing InvalidInputError on anything malformed, having printed
  * nothing) and returns the function that prints its dump through `drain`, one buffer at a time
- * (each buffer is the receiver's to keep).
+ * (the receiver's to keep, unless `drain` returns true: then that buffer is written again).
  */
 export function checkedImageDump(
   image: Buffer,
   opts: ReadOptions = {},
-): (drain: (bytes: Buffer) => void) => void {
+): (drain: (bytes: Buffer) => unknown) => void {
   const linked = new Set<number>()
   walkImage(image, {inode() {}, link: (_s, _e, _d, nid) => linked.add(nid)}, opts)
   return (drain) => printImageDump(image, linked, drain, opts)
@@ -62,10 +62,10 @@ export function checkedImageDump(
 function printImageDump(
   image: Buffer,
   linked: ReadonlySet<number>,
-  drain: (bytes: Buffer) => void,
+  drain: (bytes: Buffer) => unknown,
   opts: ReadOptions,
 ): void {
-  const sink = new DumpSink(CHUNK_BYTES, drain, false)
+  const sink = new DumpSink(CHUNK_BYTES, drain)
   const firstNames = new Map<number, FirstName>()
   // The escaped path of the entry being printed; pathEnd[d] is where that of the directory
   // at depth d ends (the root's path is empty).

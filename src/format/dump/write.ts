@@ -38,9 +38,9 @@ export interface DumpFields {
 }
 
 /**
- * Where dump lines are written: a buffer handed to `drain` when full (or on flush). With
- * `reuse`, the same buffer is written again after a drain (`drain` must be done with it);
- * otherwise each drained buffer is the receiver's to keep.
+ * Where dump lines are written: a buffer handed to `drain` when full (or on flush). When
+ * `drain` returns true it is done with the bytes and the same buffer is written again;
+ * otherwise they are the receiver's to keep, and the next lines go to a new buffer.
  */
 export class DumpSink {
   buf: Buffer
@@ -48,8 +48,7 @@ export class DumpSink {
 
   constructor(
     private readonly size: number,
-    private readonly drain: (bytes: Buffer) => void,
-    private readonly reuse: boolean,
+    private readonly drain: (bytes: Buffer) => unknown,
   ) {
     this.buf = Buffer.allocUnsafe(size)
   }
@@ -65,8 +64,8 @@ export class DumpSink {
 
   flush(): void {
     if (this.pos === 0) return
-    this.drain(this.buf.subarray(0, this.pos))
-    if (!this.reuse || this.buf.length > this.size) this.buf = Buffer.allocUnsafe(this.size)
+    const done = this.drain(this.buf.subarray(0, this.pos)) === true
+    if (!done || this.buf.length > this.size) this.buf = Buffer.allocUnsafe(this.size)
     this.pos = 0
   }
 }
@@ -206,7 +205,10 @@ interface Pending {
 /** Write the dump of `root` line by line through `out` (each call gets one complete line). */
 export function writeDump(root: FsNode, out: (chunk: string) => void, opts: WriteDumpOptions = {}): void {
   const sorted = (opts.xattrOrder ?? 'sorted') === 'sorted'
-  const sink = new DumpSink(1 << 16, (bytes) => out(bytes.toString('latin1')), true)
+  const sink = new DumpSink(1 << 16, (bytes) => {
+    out(bytes.toString('latin1'))
+    return true
+  })
   const firstPath = new Map<FsNode, Buffer>()
   const stack: Pending[] = [{node: root, path: ''}]
   while (stack.length > 0) {
