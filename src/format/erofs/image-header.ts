@@ -42,7 +42,19 @@ export function fail(what: string, nid?: number): never {
 
 /** Bounds checks over the image buffer; every read of image bytes goes through `need`. */
 export class ImageBuffer {
-  constructor(readonly buf: Buffer) {}
+  /**
+   * The same bytes for the walk's hot reads: a DataView's getters and a plain Uint8Array's
+   * subarray/indexOf are builtins, several times cheaper than Buffer's readUInt32LE, subarray
+   * and indexOf (JavaScript that checks its arguments) until the JIT has compiled the walk,
+   * which is most of a dump's time. Callers check bounds first.
+   */
+  readonly dv: DataView
+  readonly bytes: Uint8Array
+
+  constructor(readonly buf: Buffer) {
+    this.dv = new DataView(buf.buffer, buf.byteOffset, buf.length)
+    this.bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.length)
+  }
 
   get length(): number {
     return this.buf.length
@@ -83,7 +95,7 @@ export class ImageBuffer {
   /** A u64 that must fit a JavaScript number exactly (read as two halves: no BigInt to allocate). */
   u64(off: number, what: string, nid?: number): number {
     this.need(off, 8, what, nid)
-    const v = this.buf.readUInt32LE(off + 4) * 2 ** 32 + this.buf.readUInt32LE(off)
+    const v = this.dv.getUint32(off + 4, true) * 2 ** 32 + this.dv.getUint32(off, true)
     if (!Number.isSafeInteger(v)) fail(`${what} out of range`, nid)
     return v
   }
@@ -92,7 +104,7 @@ export class ImageBuffer {
   i64(off: number, what: string, nid?: number): number {
     this.need(off, 8, what, nid)
     // Exact whenever the result is a safe integer; any value beyond rounds to one that is not.
-    const v = this.buf.readInt32LE(off + 4) * 2 ** 32 + this.buf.readUInt32LE(off)
+    const v = this.dv.getInt32(off + 4, true) * 2 ** 32 + this.dv.getUint32(off, true)
     if (!Number.isSafeInteger(v)) fail(`${what} out of range`, nid)
     return v
   }

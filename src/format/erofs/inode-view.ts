@@ -29,6 +29,11 @@ export class InodeView {
   /** fs-verity digest: DIGEST_SIZE bytes of `digest` at digestStart, or null. */
   digest: Buffer | null = null
   digestStart = 0
+  /**
+   * The payload is the digest's object path ("xx/" and the rest of its hex digits), as checked
+   * by the walk: printable as it is, and the digest's hex without converting it.
+   */
+  redirectSpellsDigest = false
   /** Ordinary xattrs in upstream's order (values are views of the image); NO_XATTRS until one is read. */
   xattrs: readonly Xattr[] = NO_XATTRS
 
@@ -52,6 +57,7 @@ export class InodeView {
     this.payload = null
     this.content = null
     this.digest = null
+    this.redirectSpellsDigest = false
     this.xattrs = NO_XATTRS
   }
 
@@ -63,5 +69,6 @@ export class InodeView {
     this.content = null
     this.payload = null
     this.digest = null
+    this.redirectSpellsDigest = false
   }
 }

@@ -4,6 +4,38 @@
 import {fail, type ImageBuffer} from './image-header.js'
 import {BLOCK_SIZE, DIRENT_SIZE, Layout} from './layout.js'
 
+/**
+ * Where the `size` bytes of an inode's data start when they lie in one piece (one block, or an
+ * inline tail), bounds-checked; -1 when they are empty or in several pieces (DataLocator).
+ * Without an object per inode: most symlinks and all small directories are one piece.
+ */
+export function onePiece(
+  img: ImageBuffer,
+  nid: number,
+  size: number,
+  layout: number,
+  dataOff: number,
+  tailOff: number,
+  what: string,
+): number {
+  if (size === 0 || size > BLOCK_SIZE) return -1
+  if (layout === Layout.flatInline) {
+    checkTail(img, nid, tailOff, size, what)
+    return tailOff
+  }
+  // (need is called only to fail: its message is built only then.)
+  if (!img.holds(dataOff, size)) img.need(dataOff, size, `${what} data blocks`, nid)
+  return dataOff
+}
+
+/** Checks an inline tail: in the image, and (as the kernel requires) within the inode's block. */
+function checkTail(img: ImageBuffer, nid: number, tailOff: number, tail: number, what: string): void {
+  if (!img.holds(tailOff, tail)) img.need(tailOff, tail, `${what} inline data`, nid)
+  if (Math.floor(tailOff / BLOCK_SIZE) !== Math.floor((tailOff + tail - 1) / BLOCK_SIZE)) {
+    fail(`${what} inline data crosses a block boundary`, nid)
+  }
+}
+
 /** Where an inode's data is: whole blocks at `dataOff`, and for inline layout a tail after the inode. */
 export class DataLocator {
   constructor(
@@ -19,11 +51,12 @@ export class DataLocator {
   blocks(what: string): [number, number][] {
     const {img, nid, size} = this
     if (size === 0) return []
+    const one = onePiece(img, nid, size, this.layout, this.dataOff, this.tailOff, what)
+    if (one >= 0) return [[one, size]]
     const nBlocks = Math.ceil(size / BLOCK_SIZE)
     const inline = this.layout === Layout.flatInline
     const fullBlocks = inline ? nBlocks - 1 : nBlocks
     const inBlocks = inline ? fullBlocks * BLOCK_SIZE : size
-    // (need is called only to fail: its message is built only then.)
     if (inBlocks > 0 && !img.holds(this.dataOff, inBlocks))
       img.need(this.dataOff, inBlocks, `${what} data blocks`, nid)
     const pieces: [number, number][] = []
@@ -32,11 +65,7 @@ export class DataLocator {
     }
     if (inline) {
       const tail = size - fullBlocks * BLOCK_SIZE
-      if (!img.holds(this.tailOff, tail)) img.need(this.tailOff, tail, `${what} inline data`, nid)
-      // The kernel requires the inline tail to stay in the inode's block.
-      if (Math.floor(this.tailOff / BLOCK_SIZE) !== Math.floor((this.tailOff + tail - 1) / BLOCK_SIZE)) {
-        fail(`${what} inline data crosses a block boundary`, nid)
-      }
+      checkTail(img, nid, this.tailOff, tail, what)
       pieces.push([this.tailOff, tail])
     }
     return pieces
@@ -101,17 +130,20 @@ function readDirBlock(
     fail('bad dirent count', nid)
   }
   const count = namesStart / DIRENT_SIZE
+  const {dv, bytes} = img
+  let namesFrom = 0
+  let namesTo = 0
   for (let i = 0; i < count; i++) {
     const d = off + i * DIRENT_SIZE
-    const nidLo = buf.readUInt32LE(d)
-    if (buf.readUInt32LE(d + 4) !== 0) fail('dirent nid out of range', nid)
+    const nidLo = dv.getUint32(d, true)
+    if (dv.getUint32(d + 4, true) !== 0) fail('dirent nid out of range', nid)
     const nameoff = buf[d + 8]! | (buf[d + 9]! << 8)
     let nameEnd: number
     if (i + 1 < count) {
       nameEnd = buf[d + DIRENT_SIZE + 8]! | (buf[d + DIRENT_SIZE + 9]! << 8)
     } else {
       // The last name ends at the first NUL (block padding) or at the end of the block.
-      const z = nameoff < len ? buf.subarray(off + nameoff, off + len).indexOf(NUL) : -1
+      const z = nameoff < len ? bytes.subarray(off + nameoff, off + len).indexOf(NUL) : -1
       nameEnd = z < 0 ? len : nameoff + z
     }
     if (nameoff < namesStart || nameoff >= len || nameEnd > len || nameEnd <= nameoff) {
@@ -119,9 +151,12 @@ function readDirBlock(
     }
     const nameLen = nameEnd - nameoff
     if (nameLen > maxNameLength) fail(`name longer than ${maxNameLength}`, nid)
-    for (let j = off + nameoff; j < off + nameEnd; j++) {
-      if (buf[j] === NUL || buf[j] === SLASH) fail('invalid character in a name', nid)
-    }
+    if (i === 0) namesFrom = off + nameoff
+    namesTo = off + nameEnd
     out.push(off + nameoff, off + nameEnd, nidLo)
   }
+  // Each name ends where the next begins, so the names are one run of bytes: checked at once
+  // (two builtin scans per block, instead of a loop per byte of every name).
+  const names = bytes.subarray(namesFrom, namesTo)
+  if (names.indexOf(NUL) >= 0 || names.indexOf(SLASH) >= 0) fail('invalid character in a name', nid)
 }

@@ -16,26 +16,30 @@ import type {InodeView} from './inode-view.js'
 import {putXattr} from './xattr-space.js'
 import type {ReaderLimits} from './layout.js'
 
-const REDIRECT_NAME = Buffer.from(OverlayXattr.redirect.slice(OVERLAY_PREFIX.length), 'latin1')
-const METACOPY_NAME = Buffer.from(OverlayXattr.metacopy.slice(OVERLAY_PREFIX.length), 'latin1')
-const OVERLAY_PREFIX_BYTES = Buffer.from(OVERLAY_PREFIX, 'latin1')
+/** XATTR_PREFIXES index of `trusted.`, with which images name composefs's overlay xattrs. */
+const TRUSTED_INDEX = XATTR_PREFIXES.indexOf('trusted.')
+/** The names after `trusted.` of the two overlay xattrs every external file has, as u32 words. */
+const words = (s: string): number[] => {
+  const b = Buffer.from(s, 'latin1')
+  return [0, 4, 8, 12].map((o) => b.readUInt32LE(o))
+}
+const REDIRECT_WORDS = words(OverlayXattr.redirect.slice('trusted.'.length))
+const METACOPY_WORDS = words(OverlayXattr.metacopy.slice('trusted.'.length))
+const OverlayName = {other: 0, redirect: 1, metacopy: 2} as const
 
 /**
- * Where the part of an xattr name after OVERLAY_PREFIX (`trusted.overlay.`) starts, when the
- * full name (`prefix` + img[start, end)) has that prefix; else -1.
+ * Whether the 16 bytes at `at` are `overlay.redirect` or `overlay.metacopy` (compared four bytes
+ * at a time: no string per xattr for the two every external file has).
  */
-function overlayNameStart(buf: Buffer, prefix: string, start: number, end: number): number {
-  if (!OVERLAY_PREFIX.startsWith(prefix)) return -1
-  const rest = OVERLAY_PREFIX_BYTES.length - prefix.length
-  if (end - start < rest) return -1
-  for (let i = 0; i < rest; i++) if (buf[start + i] !== OVERLAY_PREFIX_BYTES[prefix.length + i]) return -1
-  return start + rest
-}
-
-function sameBytes(buf: Buffer, start: number, end: number, want: Buffer): boolean {
-  if (end - start !== want.length) return false
-  for (let i = 0; i < want.length; i++) if (buf[start + i] !== want[i]) return false
-  return true
+function overlayName(dv: DataView, at: number): number {
+  // Both start with "overlay."; they differ in the last eight bytes.
+  if (dv.getUint32(at, true) !== REDIRECT_WORDS[0] || dv.getUint32(at + 4, true) !== REDIRECT_WORDS[1])
+    return OverlayName.other
+  const w2 = dv.getUint32(at + 8, true)
+  const w3 = dv.getUint32(at + 12, true)
+  if (w2 === REDIRECT_WORDS[2] && w3 === REDIRECT_WORDS[3]) return OverlayName.redirect
+  if (w2 === METACOPY_WORDS[2] && w3 === METACOPY_WORDS[3]) return OverlayName.metacopy
+  return OverlayName.other
 }
 
 /** Reads xattrs for one image; counts them against the whole tree's limit. */
@@ -90,26 +94,27 @@ export class XattrReader {
     const nameEnd = nameStart + nameLen
     const keyLength = prefix.length + nameLen
     if (keyLength === 0) fail('invalid xattr name', nid)
-    for (let i = nameStart; i < nameEnd; i++) if (buf[i] === 0) fail('invalid xattr name', nid)
+    // Every external file has these two, spelled with the `trusted.` prefix as upstream writes
+    // them: recognised from the bytes (which hold no NUL then), without a string.
+    const overlay =
+      index === TRUSTED_INDEX && nameLen === 16 && node.type === S_IFREG
+        ? overlayName(img.dv, nameStart)
+        : OverlayName.other
+    if (overlay === OverlayName.other)
+      for (let i = nameStart; i < nameEnd; i++) if (buf[i] === 0) fail('invalid xattr name', nid)
     if (keyLength > this.limits.maxXattrNameLength)
       fail(`xattr name longer than ${this.limits.maxXattrNameLength}`, nid)
     if (++this.entries > this.limits.maxXattrEntries)
       fail(`more than ${this.limits.maxXattrEntries} xattrs`, nid)
 
-    // Every external file has these two: recognised from the bytes, without a string.
-    const overlayName = overlayNameStart(buf, prefix, nameStart, nameEnd)
-    if (overlayName >= 0 && node.type === S_IFREG) {
-      if (sameBytes(buf, overlayName, nameEnd, REDIRECT_NAME)) {
-        this.setRedirect(node, nid, nameEnd, off + len)
-        return len
-      }
-      if (sameBytes(buf, overlayName, nameEnd, METACOPY_NAME)) {
-        this.setMetacopy(node, nameEnd, off + len)
-        return len
-      }
+    const key = overlay === OverlayName.other ? prefix + buf.toString('latin1', nameStart, nameEnd) : ''
+    if (overlay === OverlayName.redirect || (key === OverlayXattr.redirect && node.type === S_IFREG)) {
+      this.setRedirect(node, nid, nameEnd, off + len)
+    } else if (overlay === OverlayName.metacopy || (key === OverlayXattr.metacopy && node.type === S_IFREG)) {
+      this.setMetacopy(node, nameEnd, off + len)
+    } else {
+      this.applyXattr(node, nid, key, nameEnd, off + len, budget)
     }
-    const key = prefix + buf.toString('latin1', nameStart, nameEnd)
-    this.applyXattr(node, nid, key, nameEnd, off + len, budget)
     return len
   }
 
