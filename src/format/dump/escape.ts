@@ -123,7 +123,7 @@ const HEX = Buffer.from('0123456789abcdef', 'latin1')
  * MAX_ESCAPED_BYTES per input byte); returns the position after it.
  */
 export function escapeInto(
-  out: Buffer,
+  out: Uint8Array,
   pos: number,
   src: Uint8Array,
   start: number,
@@ -131,7 +131,11 @@ export function escapeInto(
   flags = 0,
 ): number {
   if ((flags & ESCAPE_LONE_DASH) !== 0 && end - start === 1 && src[start] === DASH) {
-    return pos + out.write('\\x2d', pos, 'latin1')
+    out[pos] = BACKSLASH
+    out[pos + 1] = X
+    out[pos + 2] = HEX[DASH >> 4]!
+    out[pos + 3] = HEX[DASH & 15]!
+    return pos + 4
   }
   const equal = (flags & ESCAPE_EQUAL) !== 0 ? X : 0
   for (let i = start; i < end; i++) {

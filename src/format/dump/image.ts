@@ -19,7 +19,7 @@ const CHUNK_BYTES = 1 << 18
 
 /** A hardlinked inode's first path and fields, for the '@' lines of its later names. */
 interface FirstName {
-  path: Buffer
+  path: Uint8Array
   fields: DumpFields
 }
 
@@ -41,6 +41,7 @@ function snapshot(v: InodeView): DumpFields {
     digest: v.digest,
     digestStart: v.digestStart,
     digestEnd: v.digestEnd,
+    redirectSpellsDigest: v.redirectSpellsDigest,
     xattrs: v.xattrs,
   }
 }
@@ -69,15 +70,16 @@ function printImageDump(
   const firstNames = new Map<number, FirstName>()
   // The escaped path of the entry being printed; pathEnd[d] is where that of the directory
   // at depth d ends (the root's path is empty).
-  let path = Buffer.allocUnsafe(4096)
+  // (A plain Uint8Array: its subarray, copied into every line, is a builtin; a Buffer's is not.)
+  let path = new Uint8Array(4096)
   const pathEnd: number[] = [0]
   /** Appends "/" and the escaped name at depth `depth`; returns the new path length. */
   const enter = (nameStart: number, nameEnd: number, depth: number): number => {
     const start = pathEnd[depth - 1]!
     const need = start + 1 + (nameEnd - nameStart) * MAX_ESCAPED_BYTES
     if (need > path.length) {
-      const grown = Buffer.allocUnsafe(Math.max(need, 2 * path.length))
-      path.copy(grown, 0, 0, start)
+      const grown = new Uint8Array(Math.max(need, 2 * path.length))
+      grown.set(path.subarray(0, start))
       path = grown
     }
     path[start] = 0x2f
@@ -89,8 +91,7 @@ function printImageDump(
       inode(nameStart, nameEnd, depth, v) {
         const len = depth === 0 ? 0 : enter(nameStart, nameEnd, depth)
         pathEnd[depth] = len
-        if (linked.has(v.nid))
-          firstNames.set(v.nid, {path: Buffer.from(path.subarray(0, len)), fields: snapshot(v)})
+        if (linked.has(v.nid)) firstNames.set(v.nid, {path: path.slice(0, len), fields: snapshot(v)})
         writeLine(sink, path, len, v)
       },
       link(nameStart, nameEnd, depth, nid) {

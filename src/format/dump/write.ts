@@ -34,6 +34,8 @@ export interface DumpFields {
   digest: Uint8Array | null
   digestStart: number
   digestEnd: number
+  /** PAYLOAD is DIGEST's object path ("xx/" then the rest of its hex), as an image's walk checks. */
+  redirectSpellsDigest?: boolean
   xattrs: readonly Xattr[]
 }
 
@@ -80,17 +82,44 @@ const FIXED_FIELDS_MAX = 8 * 22 + 2
 
 /** Writes an integer (|n| <= 2^53) in base `radix` (8 or 10) at `pos`; returns the position after it. */
 function writeInteger(buf: Buffer, pos: number, n: number, radix = 10): number {
+  // Most fields are small (nlink, uid, gid, rdev): one digit.
+  if (n >= 0 && n < radix) {
+    buf[pos] = 0x30 + n
+    return pos + 1
+  }
   if (n < 0) {
     buf[pos++] = DASH
     n = -n
   }
   let digits = 1
   for (let v = n; v >= radix; v = Math.floor(v / radix)) digits++
-  for (let i = pos + digits - 1; i >= pos; i--) {
+  let i = pos + digits - 1
+  // Below 2^31 the quotient is an integer division (no Math.floor call per digit).
+  for (; n >= 2 ** 31; i--) {
     buf[i] = 0x30 + (n % radix)
     n = Math.floor(n / radix)
   }
+  for (; i >= pos; i--) {
+    const q = (n / radix) | 0
+    buf[i] = 0x30 + n - q * radix
+    n = q
+  }
   return pos + digits
+}
+
+/**
+ * A plain Uint8Array over the bytes of the Buffer last asked for: its subarray is a builtin,
+ * where a Buffer's runs Buffer's constructor (what copying a path or a redirect per line costs
+ * before the JIT has compiled the printer).
+ */
+let plainOf: Uint8Array | null = null
+let plainView: Uint8Array = new Uint8Array(0)
+function plain(bytes: Uint8Array): Uint8Array {
+  if (bytes !== plainOf) {
+    plainOf = bytes
+    plainView = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  }
+  return plainView
 }
 
 /** An escaped field of `src[start, end)`, or '-' when src is null; then `after` (0: nothing). */
@@ -159,6 +188,13 @@ export function writeLine(
   if (firstPath !== null) {
     buf = sink.room(firstPathLen + 2)
     sink.pos = writePath(buf, sink.pos, firstPath, firstPathLen)
+  } else if (f.redirectSpellsDigest === true) {
+    // Hex digits and a slash: nothing to escape.
+    const len = f.payloadEnd - f.payloadStart
+    buf = sink.room(len + 1)
+    buf.set(plain(f.payload!).subarray(f.payloadStart, f.payloadEnd), sink.pos)
+    buf[sink.pos + len] = SPACE
+    sink.pos += len + 1
   } else {
     writeField(sink, f.payload, f.payloadStart, f.payloadEnd, ESCAPE_LONE_DASH, SPACE)
   }
@@ -167,11 +203,20 @@ export function writeLine(
   const digestLen = f.digest === null ? 0 : f.digestEnd - f.digestStart
   buf = sink.room(2 * digestLen + 1)
   p = sink.pos
-  if (f.digest === null) buf[p++] = DASH
-  for (let i = f.digestStart; i < f.digestEnd && f.digest !== null; i++) {
-    const b = f.digest[i]!
-    buf[p++] = HEX[b >> 4]!
-    buf[p++] = HEX[b & 15]!
+  if (f.digest === null) {
+    buf[p++] = DASH
+  } else if (f.redirectSpellsDigest === true) {
+    // The redirect's digits without its slash.
+    const from = plain(f.payload!)
+    buf.set(from.subarray(f.payloadStart, f.payloadStart + 2), p)
+    buf.set(from.subarray(f.payloadStart + 3, f.payloadEnd), p + 2)
+    p += f.payloadEnd - f.payloadStart - 1
+  } else {
+    for (let i = f.digestStart; i < f.digestEnd; i++) {
+      const b = f.digest[i]!
+      buf[p++] = HEX[b >> 4]!
+      buf[p++] = HEX[b & 15]!
+    }
   }
   sink.pos = p
 
