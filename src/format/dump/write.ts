@@ -220,7 +220,9 @@ export function writeLine(
   }
   sink.pos = p
 
-  for (const x of f.xattrs) {
+  // (Indexed: a for-of allocates an iterator per line, even for no xattrs, until compiled.)
+  for (let i = 0; i < f.xattrs.length; i++) {
+    const x = f.xattrs[i]!
     if (keyBytes.length < x.key.length) keyBytes = Buffer.allocUnsafe(x.key.length)
     const keyLen = keyBytes.write(x.key, 0, 'latin1')
     sink.room(1)

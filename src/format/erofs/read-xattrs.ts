@@ -46,6 +46,8 @@ function overlayName(dv: DataView, at: number): number {
 export class XattrReader {
   /** Xattrs read so far in the tree. */
   private entries = 0
+  /** The estimated xattr space of the inode being read (putXattr's `used`). */
+  private used = 0
 
   constructor(
     private readonly img: ImageBuffer,
@@ -63,22 +65,22 @@ export class XattrReader {
     const sharedCount = buf[start + 4]!
     let pos = start + XATTR_IBODY_HEADER_SIZE + sharedCount * 4
     if (pos > end) fail('shared xattr count larger than the xattr area', nid)
-    const budget = {used: 0}
+    this.used = 0
 
     // Inline entries; like upstream, fewer than 5 trailing bytes are padding.
     while (end - pos > XATTR_ENTRY_SIZE) {
-      const entryLen = this.readEntry(node, nid, pos, end, budget)
+      const entryLen = this.readEntry(node, nid, pos, end)
       pos += Math.ceil(entryLen / 4) * 4
     }
     for (let i = 0; i < sharedCount; i++) {
       const idx = buf.readUInt32LE(start + XATTR_IBODY_HEADER_SIZE + i * 4)
       const entryOff = this.xattrStart + idx * 4
-      this.readEntry(node, nid, entryOff, img.length, budget)
+      this.readEntry(node, nid, entryOff, img.length)
     }
   }
 
   /** Reads one xattr entry at `off` that must end before `end`; returns its unpadded length. */
-  private readEntry(node: InodeView, nid: number, off: number, end: number, budget: {used: number}): number {
+  private readEntry(node: InodeView, nid: number, off: number, end: number): number {
     const img = this.img
     // `end` is at most the image's length, so what lies before it can be read unchecked.
     if (off + XATTR_ENTRY_SIZE > end) fail('xattr entry beyond its area', nid)
@@ -113,7 +115,7 @@ export class XattrReader {
     } else if (overlay === OverlayName.metacopy || (key === OverlayXattr.metacopy && node.type === S_IFREG)) {
       this.setMetacopy(node, nameEnd, off + len)
     } else {
-      this.applyXattr(node, nid, key, nameEnd, off + len, budget)
+      this.applyXattr(node, nid, key, nameEnd, off + len)
     }
     return len
   }
@@ -142,14 +144,7 @@ export class XattrReader {
    * Turns composefs's other overlayfs xattrs back into what the tree meant; stores the rest.
    * The value is img[start, end).
    */
-  private applyXattr(
-    node: InodeView,
-    nid: number,
-    key: string,
-    start: number,
-    end: number,
-    budget: {used: number},
-  ): void {
+  private applyXattr(node: InodeView, nid: number, key: string, start: number, end: number): void {
     const type = node.type
     if (key === OverlayXattr.escapedWhiteout && type === S_IFREG) {
       // A whiteout of the original tree, stored as an escaped one: make it a whiteout again.
@@ -171,7 +166,7 @@ export class XattrReader {
     // Same accounting and replacement rule as upstream (the last xattr fills the hole). The
     // value is a view, not a copy: shared xattrs (an SELinux label on every inode) cost no memory each.
     const value = this.img.buf.subarray(start, end)
-    budget.used = putXattr(node.ownXattrs(), budget.used, {key, value}, this.limits.maxXattrSpace)
-    if (budget.used < 0) fail('too many or too large xattrs', nid)
+    this.used = putXattr(node.ownXattrs(), this.used, {key, value}, this.limits.maxXattrSpace)
+    if (this.used < 0) fail('too many or too large xattrs', nid)
   }
 }

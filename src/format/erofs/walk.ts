@@ -245,14 +245,12 @@ class Walker {
       img.need(off, isize, 'extended inode', nid)
       xattrIcount = dv.getUint16(off + Extended.xattrIcount, true)
       node.mode = dv.getUint16(off + Extended.mode, true)
-      size = dv.getUint32(off + Extended.size + 4, true) * 2 ** 32 + dv.getUint32(off + Extended.size, true)
+      size = u64(dv, off + Extended.size)
       if (!Number.isSafeInteger(size)) fail('inode size out of range', nid)
       u = dv.getUint32(off + Extended.u, true)
       node.uid = dv.getUint32(off + Extended.uid, true)
       node.gid = dv.getUint32(off + Extended.gid, true)
-      // Exact whenever the result is a safe integer; any value beyond rounds to one that is not.
-      const mtime =
-        dv.getInt32(off + Extended.mtime + 4, true) * 2 ** 32 + dv.getUint32(off + Extended.mtime, true)
+      const mtime = i64(dv, off + Extended.mtime)
       if (!Number.isSafeInteger(mtime)) fail('inode mtime out of range', nid)
       node.mtimeSec = mtime
       node.mtimeNsec = dv.getUint32(off + Extended.mtimeNsec, true)
@@ -338,6 +336,24 @@ class Walker {
     node.payloadStart = 0
     node.payloadEnd = target.length
   }
+}
+
+/**
+ * The u64 at `off` as a number (exact when the caller finds it a safe integer). A high word of 0,
+ * as in every size and time before 2106, makes no double: no heap number per inode until the
+ * walk is compiled.
+ */
+function u64(dv: DataView, off: number): number {
+  const hi = dv.getUint32(off + 4, true)
+  const lo = dv.getUint32(off, true)
+  return hi === 0 ? lo : hi * 2 ** 32 + lo
+}
+
+/** The i64 at `off` (exact whenever the result is a safe integer; beyond, it rounds to one that is not). */
+function i64(dv: DataView, off: number): number {
+  const hi = dv.getInt32(off + 4, true)
+  const lo = dv.getUint32(off, true)
+  return hi === 0 ? lo : hi * 2 ** 32 + lo
 }
 
 /** Each byte's two lower-case hex digits as a little-endian u16 (the first digit in the low byte). */
