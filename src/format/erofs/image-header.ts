@@ -95,7 +95,7 @@ export class ImageBuffer {
   /** A u64 that must fit a JavaScript number exactly (read as two halves: no BigInt to allocate). */
   u64(off: number, what: string, nid?: number): number {
     this.need(off, 8, what, nid)
-    const v = this.dv.getUint32(off + 4, true) * 2 ** 32 + this.dv.getUint32(off, true)
+    const v = u64At(this.dv, off)
     if (!Number.isSafeInteger(v)) fail(`${what} out of range`, nid)
     return v
   }
@@ -103,8 +103,7 @@ export class ImageBuffer {
   /** A signed 64-bit time that must fit a JavaScript number exactly. */
   i64(off: number, what: string, nid?: number): number {
     this.need(off, 8, what, nid)
-    // Exact whenever the result is a safe integer; any value beyond rounds to one that is not.
-    const v = this.dv.getInt32(off + 4, true) * 2 ** 32 + this.dv.getUint32(off, true)
+    const v = i64At(this.dv, off)
     if (!Number.isSafeInteger(v)) fail(`${what} out of range`, nid)
     return v
   }
@@ -113,6 +112,24 @@ export class ImageBuffer {
     this.need(off, len, what, nid)
     return this.buf.subarray(off, off + len)
   }
+}
+
+/**
+ * The u64 at `off` (in bounds), exact when the caller finds it a safe integer. A high word of 0,
+ * as in every size, count and time before 2106, gives a small integer: a product with 2 ** 32 is
+ * a heap number, and a walk whose fields once held one deoptimizes all that reads them.
+ */
+export function u64At(dv: DataView, off: number): number {
+  const hi = dv.getUint32(off + 4, true)
+  const lo = dv.getUint32(off, true)
+  return hi === 0 ? lo : hi * 2 ** 32 + lo
+}
+
+/** The i64 at `off` (in bounds): exact whenever the result is a safe integer; beyond, it rounds to one that is not. */
+export function i64At(dv: DataView, off: number): number {
+  const hi = dv.getInt32(off + 4, true)
+  const lo = dv.getUint32(off, true)
+  return hi === 0 ? lo : hi * 2 ** 32 + lo
 }
 
 /** ImageInfo plus where the inodes and the shared xattrs start (byte offsets). */

@@ -27,7 +27,7 @@ import {
   S_IFREG,
   S_IFSOCK,
 } from '../../tree/node.js'
-import {fail, ImageBuffer, type ImageHeader, parseHeader} from './image-header.js'
+import {fail, i64At, ImageBuffer, type ImageHeader, parseHeader, u64At} from './image-header.js'
 import {
   BLOCK_SIZE,
   Compact,
@@ -40,6 +40,7 @@ import {
   ReaderDefaults,
   type ReaderLimits,
   SLOT_BITS,
+  SLOT_SIZE,
   SUPER_OFFSET,
   SUPER_SIZE,
   XATTR_ENTRY_SIZE,
@@ -215,7 +216,9 @@ class Walker {
 
   /** Byte offset of an inode; the whole fixed part must lie inside the image, after the superblock. */
   private inodeOffset(nid: number): number {
-    const off = this.header.metaStart + nid * 2 ** SLOT_BITS
+    // (SLOT_SIZE, not 2 ** SLOT_BITS: a power is a heap number, and so would be every offset
+    // computed from it until the walk is compiled, and then every field set from those.)
+    const off = this.header.metaStart + nid * SLOT_SIZE
     if (off < SUPER_OFFSET + SUPER_SIZE) fail('inode overlaps the header or superblock', nid)
     this.img.need(off, COMPACT_INODE_SIZE, 'inode', nid)
     return off
@@ -245,12 +248,12 @@ class Walker {
       img.need(off, isize, 'extended inode', nid)
       xattrIcount = dv.getUint16(off + Extended.xattrIcount, true)
       node.mode = dv.getUint16(off + Extended.mode, true)
-      size = u64(dv, off + Extended.size)
+      size = u64At(dv, off + Extended.size)
       if (!Number.isSafeInteger(size)) fail('inode size out of range', nid)
       u = dv.getUint32(off + Extended.u, true)
       node.uid = dv.getUint32(off + Extended.uid, true)
       node.gid = dv.getUint32(off + Extended.gid, true)
-      const mtime = i64(dv, off + Extended.mtime)
+      const mtime = i64At(dv, off + Extended.mtime)
       if (!Number.isSafeInteger(mtime)) fail('inode mtime out of range', nid)
       node.mtimeSec = mtime
       node.mtimeNsec = dv.getUint32(off + Extended.mtimeNsec, true)
@@ -336,24 +339,6 @@ class Walker {
     node.payloadStart = 0
     node.payloadEnd = target.length
   }
-}
-
-/**
- * The u64 at `off` as a number (exact when the caller finds it a safe integer). A high word of 0,
- * as in every size and time before 2106, makes no double: no heap number per inode until the
- * walk is compiled.
- */
-function u64(dv: DataView, off: number): number {
-  const hi = dv.getUint32(off + 4, true)
-  const lo = dv.getUint32(off, true)
-  return hi === 0 ? lo : hi * 2 ** 32 + lo
-}
-
-/** The i64 at `off` (exact whenever the result is a safe integer; beyond, it rounds to one that is not). */
-function i64(dv: DataView, off: number): number {
-  const hi = dv.getInt32(off + 4, true)
-  const lo = dv.getUint32(off, true)
-  return hi === 0 ? lo : hi * 2 ** 32 + lo
 }
 
 /** Each byte's two lower-case hex digits as a little-endian u16 (the first digit in the low byte). */
