@@ -9,7 +9,7 @@
 
 import {escapeInto, MAX_ESCAPED_BYTES} from './escape.js'
 import {DumpSink, type DumpFields, writeLine} from './write.js'
-import {type InodeView, type ReadOptions, walkImage} from '../erofs/walk.js'
+import {type ReadOptions, walkImage} from '../erofs/walk.js'
 
 /**
  * Output is handed on in buffers of this size: few enough writes, and little written-out
@@ -21,29 +21,6 @@ const CHUNK_BYTES = 1 << 18
 interface FirstName {
   path: Uint8Array
   fields: DumpFields
-}
-
-/** A copy of what the walk's reused view holds (the byte fields stay views of the image). */
-function snapshot(v: InodeView): DumpFields {
-  return {
-    size: v.size,
-    mode: v.mode,
-    nlink: v.nlink,
-    uid: v.uid,
-    gid: v.gid,
-    rdev: v.rdev,
-    mtimeSec: v.mtimeSec,
-    mtimeNsec: v.mtimeNsec,
-    payload: v.payload,
-    payloadStart: v.payloadStart,
-    payloadEnd: v.payloadEnd,
-    content: v.content,
-    digest: v.digest,
-    digestStart: v.digestStart,
-    digestEnd: v.digestEnd,
-    redirectSpellsDigest: v.redirectSpellsDigest,
-    xattrs: v.xattrs,
-  }
 }
 
 /**
@@ -91,7 +68,7 @@ function printImageDump(
       inode(nameStart, nameEnd, depth, v) {
         const len = depth === 0 ? 0 : enter(nameStart, nameEnd, depth)
         pathEnd[depth] = len
-        if (linked.has(v.nid)) firstNames.set(v.nid, {path: path.slice(0, len), fields: snapshot(v)})
+        if (linked.has(v.nid)) firstNames.set(v.nid, {path: path.slice(0, len), fields: v.copy()})
         writeLine(sink, path, len, v)
       },
       link(nameStart, nameEnd, depth, nid) {

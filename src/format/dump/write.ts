@@ -45,29 +45,34 @@ export interface DumpFields {
  * otherwise they are the receiver's to keep, and the next lines go to a new buffer.
  */
 export class DumpSink {
-  buf: Buffer
+  /**
+   * A plain Uint8Array, like the paths copied into it: the code writing lines then sees one
+   * kind of array (a Buffer and a Uint8Array, met in turn, deoptimize it), and its set,
+   * subarray and copyWithin are builtins. `drain` gets a Buffer over the same bytes.
+   */
+  buf: Uint8Array
   pos = 0
 
   constructor(
     private readonly size: number,
     private readonly drain: (bytes: Buffer) => unknown,
   ) {
-    this.buf = Buffer.allocUnsafe(size)
+    this.buf = new Uint8Array(size)
   }
 
   /** Makes room for `n` more bytes (draining what is written when needed); returns the buffer. */
-  room(n: number): Buffer {
+  room(n: number): Uint8Array {
     if (this.pos + n > this.buf.length) {
       this.flush()
-      if (n > this.buf.length) this.buf = Buffer.allocUnsafe(n)
+      if (n > this.buf.length) this.buf = new Uint8Array(n)
     }
     return this.buf
   }
 
   flush(): void {
     if (this.pos === 0) return
-    const done = this.drain(this.buf.subarray(0, this.pos)) === true
-    if (!done || this.buf.length > this.size) this.buf = Buffer.allocUnsafe(this.size)
+    const done = this.drain(Buffer.from(this.buf.buffer, this.buf.byteOffset, this.pos)) === true
+    if (!done || this.buf.length > this.size) this.buf = new Uint8Array(this.size)
     this.pos = 0
   }
 }
@@ -80,8 +85,17 @@ const HEX = Buffer.from('0123456789abcdef', 'latin1')
 /** The path, then eight numbers (none over 21 characters), an '@' and their separators. */
 const FIXED_FIELDS_MAX = 8 * 22 + 2
 
+/** radix^i for every i with radix^i <= 2^53: digits are counted by comparing, not dividing. */
+const powersOf = (radix: number): number[] => {
+  const powers = [1]
+  while (powers[powers.length - 1]! * radix <= 2 ** 53) powers.push(powers[powers.length - 1]! * radix)
+  return powers
+}
+const POWERS_OF_10 = powersOf(10)
+const POWERS_OF_8 = powersOf(8)
+
 /** Writes an integer (|n| <= 2^53) in base `radix` (8 or 10) at `pos`; returns the position after it. */
-function writeInteger(buf: Buffer, pos: number, n: number, radix = 10): number {
+function writeInteger(buf: Uint8Array, pos: number, n: number, radix = 10): number {
   // Most fields are small (nlink, uid, gid, rdev): one digit.
   if (n >= 0 && n < radix) {
     buf[pos] = 0x30 + n
@@ -91,8 +105,9 @@ function writeInteger(buf: Buffer, pos: number, n: number, radix = 10): number {
     buf[pos++] = DASH
     n = -n
   }
+  const powers = radix === 10 ? POWERS_OF_10 : POWERS_OF_8
   let digits = 1
-  for (let v = n; v >= radix; v = Math.floor(v / radix)) digits++
+  while (digits < powers.length && n >= powers[digits]!) digits++
   let i = pos + digits - 1
   // Below 2^31 the quotient is an integer division (no Math.floor call per digit).
   for (; n >= 2 ** 31; i--) {
@@ -140,11 +155,38 @@ function writeField(
 }
 
 /** An escaped path ("/" for the root's empty one) and a space. */
-function writePath(buf: Buffer, pos: number, path: Uint8Array, len: number): number {
+function writePath(buf: Uint8Array, pos: number, path: Uint8Array, len: number): number {
   if (len === 0) buf[pos++] = SLASH
   else buf.set(len === path.length ? path : path.subarray(0, len), pos)
   buf[pos + len] = SPACE
   return pos + len + 1
+}
+
+/** PAYLOAD (or an '@' line's first path), CONTENT and DIGEST of any line. */
+function writeOtherFields(
+  sink: DumpSink,
+  f: DumpFields,
+  firstPath: Uint8Array | null,
+  firstPathLen: number,
+): void {
+  if (firstPath !== null) {
+    const buf = sink.room(firstPathLen + 2)
+    sink.pos = writePath(buf, sink.pos, firstPath, firstPathLen)
+  } else {
+    writeField(sink, f.payload, f.payloadStart, f.payloadEnd, ESCAPE_LONE_DASH, SPACE)
+  }
+  writeField(sink, f.content, 0, f.content?.length ?? 0, ESCAPE_LONE_DASH, SPACE)
+
+  const digestLen = f.digest === null ? 0 : f.digestEnd - f.digestStart
+  const buf = sink.room(2 * digestLen + 1)
+  let p = sink.pos
+  if (f.digest === null) buf[p++] = DASH
+  for (let i = f.digestStart; i < f.digestEnd && f.digest !== null; i++) {
+    const b = f.digest[i]!
+    buf[p++] = HEX[b >> 4]!
+    buf[p++] = HEX[b & 15]!
+  }
+  sink.pos = p
 }
 
 /** Scratch bytes of an xattr key (keys are byte strings). */
@@ -185,40 +227,24 @@ export function writeLine(
   buf[p++] = SPACE
   sink.pos = p
 
-  if (firstPath !== null) {
-    buf = sink.room(firstPathLen + 2)
-    sink.pos = writePath(buf, sink.pos, firstPath, firstPathLen)
-  } else if (f.redirectSpellsDigest === true) {
-    // Hex digits and a slash: nothing to escape.
+  if (firstPath === null && f.redirectSpellsDigest === true && f.content === null) {
+    // An external file: PAYLOAD is hex digits and a slash (nothing to escape), CONTENT is
+    // absent, and DIGEST is PAYLOAD's digits without the slash, copied from the line itself
+    // (copyWithin: no view to allocate).
     const len = f.payloadEnd - f.payloadStart
-    buf = sink.room(len + 1)
-    buf.set(plain(f.payload!).subarray(f.payloadStart, f.payloadEnd), sink.pos)
-    buf[sink.pos + len] = SPACE
-    sink.pos += len + 1
+    buf = sink.room(2 * len + 3)
+    p = sink.pos
+    buf.set(plain(f.payload!).subarray(f.payloadStart, f.payloadEnd), p)
+    const q = p + len
+    buf[q] = SPACE
+    buf[q + 1] = DASH
+    buf[q + 2] = SPACE
+    buf.copyWithin(q + 3, p, p + 2)
+    buf.copyWithin(q + 5, p + 3, q)
+    sink.pos = q + 2 + len
   } else {
-    writeField(sink, f.payload, f.payloadStart, f.payloadEnd, ESCAPE_LONE_DASH, SPACE)
+    writeOtherFields(sink, f, firstPath, firstPathLen)
   }
-  writeField(sink, f.content, 0, f.content?.length ?? 0, ESCAPE_LONE_DASH, SPACE)
-
-  const digestLen = f.digest === null ? 0 : f.digestEnd - f.digestStart
-  buf = sink.room(2 * digestLen + 1)
-  p = sink.pos
-  if (f.digest === null) {
-    buf[p++] = DASH
-  } else if (f.redirectSpellsDigest === true) {
-    // The redirect's digits without its slash.
-    const from = plain(f.payload!)
-    buf.set(from.subarray(f.payloadStart, f.payloadStart + 2), p)
-    buf.set(from.subarray(f.payloadStart + 3, f.payloadEnd), p + 2)
-    p += f.payloadEnd - f.payloadStart - 1
-  } else {
-    for (let i = f.digestStart; i < f.digestEnd; i++) {
-      const b = f.digest[i]!
-      buf[p++] = HEX[b >> 4]!
-      buf[p++] = HEX[b & 15]!
-    }
-  }
-  sink.pos = p
 
   // (Indexed: a for-of allocates an iterator per line, even for no xattrs, until compiled.)
   for (let i = 0; i < f.xattrs.length; i++) {

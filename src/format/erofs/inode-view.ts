@@ -3,8 +3,12 @@
 
 import {DIGEST_SIZE, S_IFCHR, S_IFMT, type Xattr} from '../../tree/node.js'
 
-/** The xattrs of an inode without any (shared, so never added to: see ownXattrs). */
-const NO_XATTRS: readonly Xattr[] = []
+/**
+ * The xattrs of an inode without any (shared, so never added to: see ownXattrs). An array of
+ * the kind a list of xattrs becomes (a literal `[]` is a kind of its own, which code reading
+ * both would meet late and deoptimize on).
+ */
+const NO_XATTRS: readonly Xattr[] = [{key: '', value: Buffer.alloc(0)}].slice(0, 0)
 
 /**
  * One inode as the walk met it (the fields of its dump line, dump/write.ts's DumpFields). The
@@ -36,6 +40,15 @@ export class InodeView {
   redirectSpellsDigest = false
   /** Ordinary xattrs in upstream's order (values are views of the image); NO_XATTRS until one is read. */
   xattrs: readonly Xattr[] = NO_XATTRS
+
+  /**
+   * A copy to keep once the walk has moved on (its byte fields still views of the image, its
+   * xattr list shared: the walk makes a new one per inode). Of this class, so that code
+   * printing both the walk's view and kept copies sees one kind of object.
+   */
+  copy(): InodeView {
+    return Object.assign(new InodeView(), this)
+  }
 
   /** The xattr list to add to: the inode's own, made on first use. */
   ownXattrs(): Xattr[] {
