@@ -91,9 +91,11 @@ export function readDirectory(
   maxNameLength: number,
 ): number[] {
   const entries: number[] = []
-  for (const [blockOff, blockLen] of data.blocks('directory')) {
+  const blocks = data.blocks('directory')
+  // (Indexed: a for-of makes an iterator and a destructured pair per block until compiled.)
+  for (let b = 0; b < blocks.length; b++) {
     const first = entries.length
-    readDirBlock(img, nid, blockOff, blockLen, maxNameLength, entries)
+    readDirBlock(img, nid, blocks[b]![0], blocks[b]![1], maxNameLength, entries)
     // Within a block and across blocks: each name after the one before it.
     for (let i = Math.max(first, 3); i < entries.length; i += 3) {
       if (!before(img.buf, entries[i - 3]!, entries[i - 2]!, entries[i]!, entries[i + 1]!)) {
