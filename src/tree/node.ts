@@ -4,7 +4,8 @@
 // Names, xattr keys, symlink targets and payloads are "byte strings": JavaScript strings in
 // which every character is one byte (latin1). Linux names are bytes, not UTF-8, and this keeps
 // them exact while letting plain `<` comparison give the same order as C's strcmp.
-// Use `byteString()` (and `Buffer.from(s, 'latin1')` back) to convert at the edges.
+// Convert at the edges with the 'latin1' encoding (readdir's and readlink's own, or
+// `buf.toString('latin1')`, and `Buffer.from(s, 'latin1')` back).
 
 export const S_IFMT = 0o170000
 export const S_IFSOCK = 0o140000
@@ -115,10 +116,6 @@ export class FsNode {
 /** strcmp order for byte strings. */
 export function cmpBytes(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0
-}
-
-export function byteString(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1')
 }
 
 /** What an object path must look like: the fs-verity digest as "xx/" + 62 lower-case hex digits. */

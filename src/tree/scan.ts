@@ -3,8 +3,9 @@
 // What is kept is everything composefs can represent: type and full mode (setuid, setgid,
 // sticky), owner, mtime to the nanosecond, device numbers, symlink targets, sizes, hardlinks
 // and every xattr (security.*, trusted.*, user.*, system.posix_acl_*). Symlinks are never
-// followed. Names are handled as bytes from end to end (readdir and readlink with buffer
-// encoding, paths built from Buffers), so a name that is not UTF-8 survives.
+// followed. Names are handled as bytes from end to end (readdir and readlink with latin1
+// encoding, one character per byte; paths go to node:fs as Buffers unless they are ASCII),
+// so a name that is not UTF-8 survives.
 //
 // Order: the walk goes in readdir order, and calls `onFile` as it goes (the caller interleaves
 // its own work); everything that must be deterministic (which name of a hardlinked file owns
@@ -19,7 +20,7 @@ import {CfsError, InvalidInputError} from '../errors.js'
 import {NAME_MAX, PATH_MAX, XATTR_NAME_MAX, XATTR_SIZE_MAX} from './limits.js'
 import {readTreeXattrs, type TreeXattrs} from '../system/xattrs.js'
 import {resolveHardlinks} from './hardlinks.js'
-import {byteString, FsNode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG} from './node.js'
+import {FsNode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG} from './node.js'
 
 /**
  * Entries walked between two turns of the event loop. The walk uses synchronous lstat/readdir:
@@ -69,10 +70,10 @@ export interface ScanResult {
   files: ScannedFile[]
 }
 
-function scanError(path: Buffer, err: unknown): CfsError {
+function scanError(path: string, err: unknown): CfsError {
   if (err instanceof CfsError) return err
   const e = err as NodeJS.ErrnoException
-  const where = path.toString()
+  const where = Buffer.from(path, 'latin1').toString()
   if (e.code === 'ENOENT')
     return new InvalidInputError(`${where}: vanished while scanning (is the tree changing?)`)
   return new CfsError(
@@ -107,7 +108,19 @@ function nodeFromStat(st: BigIntStats): FsNode {
 
 const utf8 = new TextDecoder('utf-8', {fatal: true})
 
-function diskPath(buf: Buffer): DiskPath {
+/** A byte that is not ASCII: a byte string without one is the same text in UTF-8. */
+const NOT_ASCII = /[^\x00-\x7f]/
+
+/**
+ * The path to give node:fs for a byte-string path: the string itself when it is ASCII (Node
+ * encodes strings as UTF-8, which leaves ASCII as it is), else its bytes.
+ */
+const fsPath = (path: string, ascii: boolean): string | Buffer => (ascii ? path : Buffer.from(path, 'latin1'))
+
+/** A byte-string path as a DiskPath: a string when its bytes are valid UTF-8, else the bytes. */
+function diskPath(path: string, ascii: boolean): DiskPath {
+  if (ascii) return path
+  const buf = Buffer.from(path, 'latin1')
   try {
     return utf8.decode(buf)
   } catch {
@@ -117,14 +130,13 @@ function diskPath(buf: Buffer): DiskPath {
 
 export async function scanTree(rootDir: string, opts: ScanOptions = {}): Promise<ScanResult> {
   const rootPath = resolve(rootDir)
-  const rootBuf = Buffer.from(rootPath)
   let rootStat: BigIntStats
   try {
-    rootStat = lstatSync(rootBuf, {bigint: true})
+    rootStat = lstatSync(rootPath, {bigint: true})
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT')
       throw new InvalidInputError(`${rootDir}: no such directory`)
-    throw scanError(rootBuf, err)
+    throw scanError(Buffer.from(rootPath).toString('latin1'), err)
   }
   if ((Number(rootStat.mode) & S_IFMT) !== S_IFDIR) throw new InvalidInputError(`${rootDir}: not a directory`)
 
@@ -139,49 +151,56 @@ export async function scanTree(rootDir: string, opts: ScanOptions = {}): Promise
   /** (dev, ino) of non-directories that have other names, resolved in `finish`. */
   const inodeKeys = new Map<FsNode, string>()
   let entries = 1
-  const slash = Buffer.from('/')
 
-  const visitEntry = (parent: FsNode, name: Buffer, path: Buffer): FsNode => {
+  // Paths and names are byte strings (latin1) from readdir on: no Buffer per name or path, and
+  // a name is already what FsNode keeps. `ascii` says whether the path may go to node:fs as it is.
+  const visitEntry = (parent: FsNode, name: string, path: string, ascii: boolean): FsNode => {
     let st: BigIntStats
-    let target: Buffer | null = null
+    let target: string | null = null
+    const p = fsPath(path, ascii)
     try {
-      st = lstatSync(path, {bigint: true})
-      if ((Number(st.mode) & S_IFMT) === S_IFLNK) target = readlinkSync(path, {encoding: 'buffer'})
+      st = lstatSync(p, {bigint: true})
+      if ((Number(st.mode) & S_IFMT) === S_IFLNK) target = readlinkSync(p, {encoding: 'latin1'})
     } catch (err) {
       throw scanError(path, err)
     }
     const node = nodeFromStat(st)
-    if (target) {
-      if (target.length >= PATH_MAX) throw new InvalidInputError(`${path}: symlink target too long`)
-      node.payload = byteString(target)
+    if (target !== null) {
+      if (target.length >= PATH_MAX) throw new InvalidInputError(`${diskText(path)}: symlink target too long`)
+      node.payload = target
       node.size = target.length
     }
     if (!node.isDir() && st.nlink > 1n) inodeKeys.set(node, `${st.dev}:${st.ino}`)
-    else if (opts.onFile && node.isReg()) opts.onFile(diskPath(path), node)
-    parent.addChild(byteString(name), node)
+    else if (opts.onFile && node.isReg()) opts.onFile(diskPath(path, ascii), node)
+    parent.addChild(name, node)
     if (++entries % PROGRESS_EVERY === 0) opts.onProgress?.(entries)
     return node
   }
 
   // Depth-first with an explicit stack; every `slice` entries the event loop gets a turn.
   const slice = Math.max(1, opts.sliceEntries ?? SCAN_SLICE_ENTRIES)
-  const stack: [FsNode, Buffer][] = [[root, rootBuf]]
+  const rootBytes = Buffer.from(rootPath).toString('latin1')
+  const stack: [FsNode, string, boolean][] = [[root, rootBytes, !NOT_ASCII.test(rootBytes)]]
   let sinceYield = 0
   while (stack.length > 0) {
-    const [dir, path] = stack.pop()!
-    let names: Buffer[]
+    const [dir, path, ascii] = stack.pop()!
+    let names: string[]
     try {
-      names = readdirSync(path, {encoding: 'buffer'})
+      names = readdirSync(fsPath(path, ascii), {encoding: 'latin1'})
     } catch (err) {
       throw scanError(path, err)
     }
+    const prefix = path === '/' ? path : path + '/'
     for (const name of names) {
       if (name.length > NAME_MAX) {
-        throw new InvalidInputError(`${path}: a name is ${name.length} bytes long (limit ${NAME_MAX})`)
+        throw new InvalidInputError(
+          `${diskText(path)}: a name is ${name.length} bytes long (limit ${NAME_MAX})`,
+        )
       }
-      const child = path.length === 1 ? Buffer.concat([slash, name]) : Buffer.concat([path, slash, name])
-      const node = visitEntry(dir, name, child)
-      if (node.isDir()) stack.push([node, child])
+      const childAscii = ascii && !NOT_ASCII.test(name)
+      const child = prefix + name
+      const node = visitEntry(dir, name, child, childAscii)
+      if (node.isDir()) stack.push([node, child, childAscii])
       if (++sinceYield >= slice) {
         sinceYield = 0
         await new Promise(setImmediate)
@@ -191,9 +210,12 @@ export async function scanTree(rootDir: string, opts: ScanOptions = {}): Promise
   opts.onProgress?.(entries)
 
   const xattrs = await xattrsPromise
-  const files = finish(root, rootBuf, inodeKeys, xattrs)
+  const files = finish(root, rootBytes, inodeKeys, xattrs)
   return {root, files}
 }
+
+/** A byte-string path as messages show it (UTF-8, as a Buffer path was shown before). */
+const diskText = (path: string): string => Buffer.from(path, 'latin1').toString()
 
 /** The xattr limits every tree source applies (the scanner and the OCI importer). */
 export function checkXattrs(path: string, list: FsNode['xattrs']): void {
@@ -216,12 +238,12 @@ export function checkXattrs(path: string, list: FsNode['xattrs']): void {
  */
 function finish(
   root: FsNode,
-  rootBuf: Buffer,
+  rootBytes: string,
   inodeKeys: Map<FsNode, string>,
   xattrs: TreeXattrs | null,
 ): ScannedFile[] {
   const files: ScannedFile[] = []
-  const base = rootBuf.length === 1 ? Buffer.alloc(0) : rootBuf // the root may be "/"
+  const base = rootBytes === '/' ? '' : rootBytes
   resolveHardlinks(
     root,
     (n) => inodeKeys.get(n),
@@ -231,9 +253,25 @@ function finish(
         checkXattrs(rel, list)
         node.xattrs = list
       }
-      if (node.isReg())
-        files.push({node, path: diskPath(Buffer.concat([base, Buffer.from('/' + rel, 'latin1')]))})
+      if (node.isReg()) files.push(new TreeFile(node, base))
     },
   )
   return files
+}
+
+/**
+ * A regular file of the scanned tree, its path made only when asked for: a plain tree build
+ * needs the paths of the few files it did not hash during the walk (hardlinked ones), and a
+ * path per file held to the end was most of the scan's garbage after the tree itself.
+ */
+class TreeFile implements ScannedFile {
+  constructor(
+    readonly node: FsNode,
+    private readonly base: string,
+  ) {}
+
+  get path(): DiskPath {
+    const path = this.base + this.node.path()
+    return diskPath(path, !NOT_ASCII.test(path))
+  }
 }
