@@ -242,21 +242,27 @@ function finish(
   inodeKeys: Map<FsNode, string>,
   xattrs: TreeXattrs | null,
 ): ScannedFile[] {
+  // Few entries have xattrs: each list goes to its node by name, rather than every node's path
+  // being looked up in the map (a path string hashed per entry).
+  if (xattrs) for (const [rel, list] of xattrs) attach(root, rel, list)
   const files: ScannedFile[] = []
   const base = rootBytes === '/' ? '' : rootBytes
   resolveHardlinks(
     root,
     (n) => inodeKeys.get(n),
     (node, rel) => {
-      const list = xattrs?.get(rel)
-      if (list) {
-        checkXattrs(rel, list)
-        node.xattrs = list
-      }
+      if (node.xattrs.length > 0) checkXattrs(rel, node.xattrs)
       if (node.isReg()) files.push(new TreeFile(node, base))
     },
   )
   return files
+}
+
+/** Gives the entry at `rel` (relative to the root, "" for the root) its xattrs, if it was walked. */
+function attach(root: FsNode, rel: string, list: FsNode['xattrs']): void {
+  let node: FsNode | undefined = root
+  if (rel !== '') for (const name of rel.split('/')) node = node?.children?.get(name)
+  if (node) node.xattrs = list
 }
 
 /**
