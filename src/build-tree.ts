@@ -41,7 +41,9 @@ const EARLY_BATCH_BYTES = 64 << 20
  * the time hashing alone takes. Per file it keeps nothing but the node (no promise, no key).
  */
 class EarlyHasher {
-  private batch: ScannedFile[] = []
+  // The batch as two arrays: the paths go to the pool as they are, the nodes get the digests.
+  private nodes: FsNode[] = []
+  private paths: DiskPath[] = []
   private batchBytes = 0
   private readonly batches: Promise<void>[] = []
   private done = 0
@@ -58,23 +60,25 @@ class EarlyHasher {
       node.content = readExactly(path, size)
       return
     }
-    this.batch.push({node, path})
+    this.nodes.push(node)
+    this.paths.push(path)
     this.batchBytes += size
-    if (this.batch.length >= EARLY_BATCH_FILES || this.batchBytes >= EARLY_BATCH_BYTES) this.flush()
+    if (this.nodes.length >= EARLY_BATCH_FILES || this.batchBytes >= EARLY_BATCH_BYTES) this.flush()
   }
 
   flush(): void {
-    if (this.batch.length === 0) return
-    const files = this.batch
-    this.batch = []
-    this.batchBytes = 0
-    const hashed = this.pool.digestFiles(files.map((f) => f.path)).then((digests) => {
-      files.forEach((f, i) => {
-        f.node.digest = digests[i]!
-        f.node.payload = objectPath(digests[i]!)
+    if (this.nodes.length === 0) return
+    const nodes = this.nodes
+    const hashed = this.pool.digestFiles(this.paths).then((digests) => {
+      nodes.forEach((node, i) => {
+        node.digest = digests[i]!
+        node.payload = objectPath(digests[i]!)
       })
-      this.onDone((this.done += files.length))
+      this.onDone((this.done += nodes.length))
     })
+    this.nodes = []
+    this.paths = []
+    this.batchBytes = 0
     // Errors surface when finish() awaits; keep them from being "unhandled" meanwhile.
     hashed.catch(() => undefined)
     this.batches.push(hashed)
@@ -85,12 +89,7 @@ class EarlyHasher {
     this.flush()
     await Promise.all(this.batches)
     this.batches.length = 0
-    for (const f of files) {
-      const {node} = f
-      if (node.size === 0 || node.digest || node.content) continue
-      if (node.size <= Limits.recommendedInlineContentMax) node.content = readExactly(f.path, node.size)
-      else this.batch.push(f)
-    }
+    for (const f of files) if (f.node.size > 0 && !f.node.digest && !f.node.content) this.add(f.path, f.node)
     this.flush()
     await Promise.all(this.batches)
   }
