@@ -95,15 +95,19 @@ export function parseUnsigned(
   return radix === 8 ? BigInt('0o' + s) : BigInt(s)
 }
 
-/** MTIME is "SEC.NSEC", two decimal integers (not a fraction: "1.1" is 1 s + 1 ns). */
-export function parseMtime(line: Buffer, start: number, end: number): [number, number] {
-  let dot = line.indexOf(DOT, start)
-  if (dot < 0 || dot >= end) dot = end
+/**
+ * MTIME is "SEC.NSEC", two decimal integers (not a fraction: "1.1" is 1 s + 1 ns); sets the
+ * node's (no tuple per line: destructuring one is costly in code not yet optimized).
+ */
+export function parseMtime(line: Buffer, start: number, end: number, node: FsNode): void {
+  let dot = start
+  while (dot < end && line[dot] !== DOT) dot++
   const sec = parseUnsigned(line, start, dot, 10, 'mtime seconds')
   const nsec = parseUnsigned(line, Math.min(dot + 1, end), end, 10, 'mtime nanoseconds')
   if (sec > Number.MAX_SAFE_INTEGER) throw new LineError(`mtime seconds ${sec} out of range`)
   if (nsec > U32_MAX) throw new LineError(`mtime nanoseconds ${nsec} out of range`)
-  return [Number(sec), Number(nsec)]
+  node.mtimeSec = Number(sec)
+  node.mtimeNsec = Number(nsec)
 }
 
 /** Upstream's lookup_path: components split on runs of '/', "" or "/" is the root. */

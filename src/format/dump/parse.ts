@@ -98,8 +98,12 @@ export class DumpParser {
   // Field boundaries of the current line, reused to avoid per-line allocation.
   private readonly starts = new Int32Array(FIELD_COUNT)
   private readonly ends = new Int32Array(FIELD_COUNT)
-  /** Position of the current line's first backslash (its length when none): fields before it need no unescaping. */
+  /** Position of the current line's first backslash (its end when none): fields before it need no unescaping. */
   private firstEscape = 0
+  /** Position of the current line's first NUL byte, or -1. */
+  private firstNul = -1
+  /** Where the current line's xattrs begin (its end when it has none). */
+  private xattrStart = 0
   /**
    * The directories on the way to the last entry, root first. Dumps list a directory's entries
    * right after it (upstream's and ours do), so a line's parent is nearly always here: found by
@@ -113,31 +117,83 @@ export class DumpParser {
     this.strict = opts.strict ?? false
   }
 
-  /** Feed a chunk of input; complete lines are parsed immediately. */
+  /**
+   * Feed a chunk of input; complete lines are parsed immediately, in place: a line is a range
+   * of the chunk, split by one pass over its bytes (scan), not a Buffer of its own split by a
+   * native call per field (each call's overhead cost more than the bytes it skipped).
+   */
   feed(chunk: Uint8Array): void {
     const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
     let start = 0
-    for (;;) {
-      const nl = buf.indexOf(NEWLINE, start)
-      if (nl < 0) break
-      let line = buf.subarray(start, nl)
-      if (this.pendingLen > 0) {
-        this.checkLength(this.pendingLen + line.length)
-        this.pending.push(line)
-        line = Buffer.concat(this.pending, this.pendingLen + line.length)
-        this.pending = []
-        this.pendingLen = 0
+    if (this.pendingLen > 0) {
+      // The rest of a line begun in an earlier chunk: that line alone is put together.
+      const nl = buf.indexOf(NEWLINE)
+      if (nl < 0) {
+        this.keep(buf, 0)
+        return
       }
-      this.checkLength(line.length)
-      this.parseLine(line)
+      this.checkLength(this.pendingLen + nl)
+      this.pending.push(buf.subarray(0, nl))
+      const line = Buffer.concat(this.pending, this.pendingLen + nl)
+      this.pending = []
+      this.pendingLen = 0
+      this.parseLine(line, 0, this.scan(line, 0))
       start = nl + 1
     }
-    if (start < buf.length) {
-      this.checkLength(this.pendingLen + buf.length - start)
-      // Copy: the producer may reuse its buffer after we return.
-      this.pending.push(Buffer.from(buf.subarray(start)))
-      this.pendingLen += buf.length - start
+    while (start < buf.length) {
+      const end = this.scan(buf, start)
+      if (end === buf.length) break
+      this.checkLength(end - start)
+      this.parseLine(buf, start, end)
+      start = end + 1
     }
+    if (start < buf.length) this.keep(buf, start)
+  }
+
+  /** Keeps the unterminated end of a chunk, from `start`, for the next one. */
+  private keep(buf: Buffer, start: number): void {
+    this.checkLength(this.pendingLen + buf.length - start)
+    // Copy: the producer may reuse its buffer after we return.
+    this.pending.push(Buffer.from(buf.subarray(start)))
+    this.pendingLen += buf.length - start
+  }
+
+  /**
+   * Splits the line that starts at `start` into its fixed fields (starts, ends, xattrStart)
+   * and notes its first backslash and NUL, up to its newline; returns the newline's position,
+   * or buf.length when there is none. Missing trailing fields are empty, like upstream's
+   * split_at().
+   */
+  private scan(buf: Buffer, start: number): number {
+    const {starts, ends} = this
+    const len = buf.length
+    let field = 0
+    let escape = -1
+    let nul = -1
+    starts[0] = start
+    let i = start
+    for (; i < len; i++) {
+      const c = buf[i]!
+      if (c > SPACE && c !== BACKSLASH) continue
+      if (c === SPACE) {
+        if (field < FIELD_COUNT) {
+          ends[field++] = i
+          if (field < FIELD_COUNT) starts[field] = i + 1
+          else this.xattrStart = i + 1
+        }
+      } else if (c === NEWLINE) break
+      else if (c === BACKSLASH) {
+        if (escape < 0) escape = i
+      } else if (c === 0 && nul < 0) nul = i
+    }
+    if (field < FIELD_COUNT) {
+      ends[field] = i
+      for (let f = field + 1; f < FIELD_COUNT; f++) starts[f] = ends[f] = i
+      this.xattrStart = i
+    }
+    this.firstEscape = escape < 0 ? i : escape
+    this.firstNul = nul
+    return i
   }
 
   /** End of input: parse an unterminated last line, resolve hardlinks, return the root. */
@@ -150,7 +206,7 @@ export class DumpParser {
         this.lineNo++
         throw this.error('missing newline at the end of the last line (strict mode)')
       }
-      this.parseLine(line)
+      this.parseLine(line, 0, this.scan(line, 0))
     }
     if (!this.root) {
       this.lineNo++
@@ -170,38 +226,21 @@ export class DumpParser {
     }
   }
 
-  private parseLine(line: Buffer): void {
+  /** Parses `line[start, end)`, which scan() has just split. */
+  private parseLine(line: Buffer, start: number, end: number): void {
     this.lineNo++
     try {
-      this.parseFields(line)
+      this.parseFields(line, start, end)
     } catch (err) {
       if (err instanceof LineError) throw this.error(err.message)
       throw err
     }
   }
 
-  private parseFields(line: Buffer): void {
+  private parseFields(line: Buffer, lineStart: number, lineEnd: number): void {
     // Upstream refuses raw NUL bytes up front (they only make parsing ambiguous).
-    const nul = line.indexOf(0)
-    if (nul >= 0) throw new LineError(`embedded NUL byte at position ${nul}`)
-    const escape = line.indexOf(BACKSLASH)
-    this.firstEscape = escape < 0 ? line.length : escape
-
-    // Split the fixed fields; missing trailing fields are empty, like upstream's split_at().
-    const {starts, ends} = this
-    let pos = 0
-    for (let i = 0; i < FIELD_COUNT; i++) {
-      const sp = pos < line.length ? line.indexOf(SPACE, pos) : -1
-      starts[i] = pos
-      if (sp < 0) {
-        ends[i] = line.length
-        pos = line.length
-      } else {
-        ends[i] = sp
-        pos = sp + 1
-      }
-    }
-    const xattrStart = pos
+    if (this.firstNul >= 0) throw new LineError(`embedded NUL byte at position ${this.firstNul - lineStart}`)
+    const {starts, ends, xattrStart} = this
 
     // Most paths have no escapes: they are placed from the line's bytes (placePlain), and their
     // text is made only for an error message.
@@ -245,7 +284,7 @@ export class DumpParser {
     const gid = this.u32Field(line, F.gid, 'gid')
     const rdev = parseUnsigned(line, starts[F.rdev]!, ends[F.rdev]!, 10, 'rdev')
     if (rdev > U64_MAX) throw new LineError(`rdev ${rdev} out of range`)
-    const [mtimeSec, mtimeNsec] = parseMtime(line, starts[F.mtime]!, ends[F.mtime]!)
+    parseMtime(line, starts[F.mtime]!, ends[F.mtime]!, node)
 
     const payload = this.optionalByteStringField(line, F.payload, 'payload')
     const content = this.optionalField(line, F.content, 'content')
@@ -260,8 +299,6 @@ export class DumpParser {
     node.nlink = nlink
     node.uid = uid
     node.gid = gid
-    node.mtimeSec = mtimeSec
-    node.mtimeNsec = mtimeNsec
     if (isDevice) {
       if (rdev > U32_MAX) throw new LineError(`rdev ${rdev} out of range (the image stores 32 bits)`)
       node.rdev = Number(rdev)
@@ -306,12 +343,12 @@ export class DumpParser {
     node.payload = payload
     node.digest = digest ?? this.parseDigest(digestText, node)
 
-    if (line.length - xattrStart > DUMP_MAX_XATTR_FIELD_BYTES) {
+    if (lineEnd - xattrStart > DUMP_MAX_XATTR_FIELD_BYTES) {
       throw new LineError(
-        `xattrs take ${line.length - xattrStart} bytes, at most ${DUMP_MAX_XATTR_FIELD_BYTES} allowed`,
+        `xattrs take ${lineEnd - xattrStart} bytes, at most ${DUMP_MAX_XATTR_FIELD_BYTES} allowed`,
       )
     }
-    this.parseXattrs(line, xattrStart, node)
+    if (xattrStart < lineEnd) this.parseXattrs(line, xattrStart, lineEnd, node)
   }
 
   private parseDigest(digestText: string | null, node: FsNode): Buffer | null {
@@ -360,7 +397,8 @@ export class DumpParser {
    * resolved to it before, component by component), else the path takes the full walk.
    */
   private placePlain(line: Buffer, start: number, end: number, node: FsNode): void {
-    const slash = line.lastIndexOf(SLASH, end - 1)
+    let slash = end - 1
+    while (slash >= start && line[slash] !== SLASH) slash--
     if (slash < start || !this.root || end - start === 1) {
       this.addToTree(text(line, start, end), node)
       return
@@ -393,15 +431,16 @@ export class DumpParser {
     parent.addChild(name, node)
   }
 
-  private parseXattrs(line: Buffer, start: number, node: FsNode): void {
+  private parseXattrs(line: Buffer, start: number, lineEnd: number, node: FsNode): void {
     // Setting a key again replaces its value, with upstream's bookkeeping (lcfs_node_unset_xattr
     // moves the last xattr into the freed slot) so the order matches upstream's too.
     const xattrs = node.xattrs
     let space = 0
     let pos = start
-    while (pos < line.length) {
+    while (pos < lineEnd) {
+      // Searches end at the line's end: the buffer may hold more lines.
       let end = line.indexOf(SPACE, pos)
-      if (end < 0) end = line.length
+      if (end < 0 || end > lineEnd) end = lineEnd
       const eq = line.indexOf(EQUAL, pos)
       if (eq < 0 || eq >= end) throw new LineError(`missing = in xattr ${q(text(line, pos, end), 60)}`)
 
@@ -507,13 +546,15 @@ export class DumpParser {
     const start = this.starts[F.digest]!
     if (this.ends[F.digest]! - start !== 64 || !this.isPlain(line, start, start + 64)) return null
     const out = Buffer.allocUnsafe(32)
-    for (let i = 0; i < 32; i++) {
-      const hi = hexValue(line[start + 2 * i]!)
-      const lo = hexValue(line[start + 2 * i + 1]!)
-      if (hi < 0 || lo < 0) return null
+    // A table lookup per digit; an invalid digit's -1 makes the OR of all of them negative.
+    let bad = 0
+    for (let i = 0, j = start; i < 32; i++, j += 2) {
+      const hi = HEX_VALUE[line[j]!]!
+      const lo = HEX_VALUE[line[j + 1]!]!
+      bad |= hi | lo
       out[i] = (hi << 4) | lo
     }
-    return out
+    return bad < 0 ? null : out
   }
 
   private optionalByteStringField(line: Buffer, i: number, what: string): string | null {
@@ -530,12 +571,10 @@ export class DumpParser {
   }
 }
 
-function hexValue(c: number): number {
-  if (c >= 0x30 && c <= 0x39) return c - 0x30
-  if (c >= 0x61 && c <= 0x66) return c - 0x61 + 10
-  if (c >= 0x41 && c <= 0x46) return c - 0x41 + 10
-  return -1
-}
+/** The value of each byte as a hex digit, -1 for a byte that is not one. */
+const HEX_VALUE = new Int8Array(256).fill(-1)
+for (let c = 0; c < 10; c++) HEX_VALUE[0x30 + c] = c
+for (let c = 0; c < 6; c++) HEX_VALUE[0x61 + c] = HEX_VALUE[0x41 + c] = 10 + c
 
 function toBuffer(chunk: Buffer | Uint8Array | string): Uint8Array {
   return typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk
