@@ -67,6 +67,8 @@ interface XattrList {
 
 /** The inodes of the image and what the image stores differently from their FsNodes. */
 export interface ImageTree {
+  /** Format version of the image (composefs header). */
+  version: number
   /** The node of each inode, in image order (breadth-first, names in byte order); 0 is the root. */
   nodes: FsNode[]
   /** Mode as stored (a whiteout becomes a regular file). */
@@ -134,25 +136,38 @@ function followLink(link: FsNode): FsNode {
   return n
 }
 
-/** Breadth-first inode order and each directory's sorted entries ("." and ".." added). */
-function orderInodes(root: FsNode): {
+/** What orderInodes finds, indexed by inode like ImageTree. */
+interface InodeOrder {
   nodes: FsNode[]
   parents: number[]
   dirNames: (string[] | undefined)[]
   dirInodes: (Int32Array | undefined)[]
-  synthetic: Set<FsNode>
-} {
+  /** Directories: 2 + their subdirectories (their stored link count). */
+  dirLinks: number[]
+  /** 1 for the whiteouts made for the root's 00..ff (not in the tree). */
+  synthetic: Uint8Array
+  /** Whether the tree holds a whiteout (which needs format version 1 when allowed). */
+  hasWhiteout: boolean
+}
+
+/**
+ * Breadth-first inode order and each directory's sorted entries ("." and ".." added), with
+ * what the rest of the writer would otherwise walk the tree again for.
+ */
+function orderInodes(root: FsNode): InodeOrder {
   const nodes: FsNode[] = [root]
   const parents: number[] = [0]
   const dirNames: (string[] | undefined)[] = []
   const dirInodes: (Int32Array | undefined)[] = []
-  const synthetic = new Set<FsNode>()
   const links: {dir: number; index: number; link: FsNode; name: string}[] = []
+  const dirLinks: number[] = []
+  const syntheticAt: number[] = []
+  let hasWhiteout = isWhiteout(root)
   for (let i = 0; i < nodes.length; i++) {
     const n = nodes[i]!
     if ((n.mode & S_IFMT) !== S_IFDIR) continue
     const children = n.children ?? new Map<string, FsNode>()
-    const names = [...children.keys()]
+    const names = Array.from(children.keys())
     if (!children.has('.')) names.push('.')
     if (!children.has('..')) names.push('..')
     if (i === 0) {
@@ -165,33 +180,40 @@ function orderInodes(root: FsNode): {
     // Names are byte strings, so the default (UTF-16 code unit) order is strcmp's.
     names.sort()
     const inodes = new Int32Array(names.length)
+    let subdirs = 0
     for (let k = 0; k < names.length; k++) {
       const name = names[k]!
-      let c = children.get(name)
+      const c = children.get(name)
       if (c === undefined) {
         if (name === '.') inodes[k] = i
         else if (name === '..') inodes[k] = parents[i]!
         else {
-          c = new FsNode(S_IFCHR | 0o644)
-          c.uid = n.uid
-          c.gid = n.gid
-          c.mtimeSec = n.mtimeSec
-          c.mtimeNsec = n.mtimeNsec
-          c.name = name
-          c.parent = n
-          synthetic.add(c)
+          const w = new FsNode(S_IFCHR | 0o644)
+          w.uid = n.uid
+          w.gid = n.gid
+          w.mtimeSec = n.mtimeSec
+          w.mtimeNsec = n.mtimeNsec
+          w.name = name
+          w.parent = n
+          syntheticAt.push(nodes.length)
+          inodes[k] = nodes.length
+          nodes.push(w)
+          parents.push(i)
+        }
+      } else {
+        if ((c.mode & S_IFMT) === S_IFDIR) subdirs++
+        if (c.linkTo) {
+          inodes[k] = -1
+          links.push({dir: i, index: k, link: c, name})
+        } else {
+          if (isWhiteout(c)) hasWhiteout = true
+          inodes[k] = nodes.length
+          nodes.push(c)
+          parents.push(i)
         }
       }
-      if (c === undefined) continue
-      if (c.linkTo) {
-        inodes[k] = -1
-        links.push({dir: i, index: k, link: c, name})
-      } else {
-        inodes[k] = nodes.length
-        nodes.push(c)
-        parents.push(i)
-      }
     }
+    dirLinks[i] = 2 + subdirs
     dirNames[i] = names
     dirInodes[i] = inodes
   }
@@ -208,7 +230,17 @@ function orderInodes(root: FsNode): {
       dirInodes[dir]![index] = t
     }
   }
-  return {nodes, parents, dirNames, dirInodes, synthetic}
+  const synthetic = new Uint8Array(nodes.length)
+  for (const i of syntheticAt) synthetic[i] = 1
+  return {
+    nodes,
+    parents,
+    dirNames,
+    dirInodes,
+    dirLinks,
+    synthetic,
+    hasWhiteout,
+  }
 }
 
 function validate(node: FsNode): void {
@@ -243,10 +275,15 @@ function ownXattrs(node: FsNode): XattrList {
   return {list, budget: xattrSpace(node.xattrs)}
 }
 
-/** The tree as stored in the image, ready for layout. The input tree is not modified. */
-export function prepareTree(root: FsNode, version: number): ImageTree {
+/**
+ * The tree as stored in the image, ready for layout, in the lowest format version in
+ * [minVersion, maxVersion] that holds it. The input tree is not modified.
+ */
+export function prepareTree(root: FsNode, minVersion: number, maxVersion: number): ImageTree {
+  checkVersions(minVersion, maxVersion)
   if ((root.mode & S_IFMT) !== S_IFDIR) throw new InvalidInputError('image: the root must be a directory')
-  const {nodes, parents, dirNames, dirInodes, synthetic} = orderInodes(root)
+  const {nodes, parents, dirNames, dirInodes, dirLinks, synthetic, hasWhiteout} = orderInodes(root)
+  const version = chooseVersion(hasWhiteout, minVersion, maxVersion)
   const count = nodes.length
   const mode = new Uint32Array(count)
   const size = new Float64Array(count)
@@ -262,17 +299,13 @@ export function prepareTree(root: FsNode, version: number): ImageTree {
     nlink[i] = n.nlink
     // A symlink's size is its target's length, whatever the input claimed (as upstream does).
     size[i] = type === S_IFLNK && n.payload !== null ? n.payload.length : n.size
-    if (synthetic.has(n)) {
+    if (synthetic[i] === 1) {
       const selinux = lists[0]!.list.find((x) => x.key === 'security.selinux')
       if (selinux) setXattr(listOf(i), n, selinux.key, selinux.value)
       continue
     }
     validate(n)
-    if (type === S_IFDIR) {
-      let dirs = 2
-      if (n.children) for (const c of n.children.values()) if ((c.mode & S_IFMT) === S_IFDIR) dirs++
-      nlink[i] = dirs
-    }
+    if (type === S_IFDIR) nlink[i] = dirLinks[i]!
     if (i === 0 || n.xattrs.length > 0) listOf(i)
     const x = lists[i]
     if (isExternal(n)) {
@@ -312,27 +345,20 @@ export function prepareTree(root: FsNode, version: number): ImageTree {
     if (x.list.length > 1) x.list.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
     xattrs[i] = x.list
   }
-  return {nodes, mode, size, nlink, dirNames, dirInodes, xattrs, external}
+  return {version, nodes, mode, size, nlink, dirNames, dirInodes, xattrs, external}
 }
 
-/** Whether the tree holds a whiteout, which needs format version 1 when allowed. */
-function hasWhiteout(root: FsNode): boolean {
-  const stack = [root]
-  while (stack.length) {
-    const n = stack.pop()!
-    if (isWhiteout(n)) return true
-    if (n.children) for (const c of n.children.values()) if (!c.linkTo) stack.push(c)
-  }
-  return false
-}
-
-export function chooseVersion(root: FsNode, minVersion: number, maxVersion: number): number {
+function checkVersions(minVersion: number, maxVersion: number): void {
   if (minVersion > 1 || maxVersion > 1 || minVersion < 0 || maxVersion < 0) {
     throw new InvalidInputError(
       `unsupported composefs format version (min ${minVersion}, max ${maxVersion}; known: 0, 1)`,
     )
   }
+}
+
+/** A tree with a whiteout needs format version 1, when allowed. */
+function chooseVersion(hasWhiteout: boolean, minVersion: number, maxVersion: number): number {
   if (maxVersion < minVersion) maxVersion = minVersion
-  if (minVersion < 1 && maxVersion >= 1 && hasWhiteout(root)) return 1
+  if (minVersion < 1 && maxVersion >= 1 && hasWhiteout) return 1
   return minVersion
 }

@@ -95,6 +95,9 @@ export class XattrLayout {
   /** Offsets in the shared area of the derived metacopy and redirect of each inode, or -1. */
   readonly metacopyOffset: Int32Array
   readonly redirectOffset: Int32Array
+  /** How many of each inode's xattrs are shared, and the size of its inline ones. */
+  readonly nShared: Int32Array
+  readonly unsharedSize: Int32Array
 
   /** Xattrs used by more than one inode go to the shared area (at most 128 references per inode). */
   constructor(readonly tree: ImageTree) {
@@ -102,6 +105,8 @@ export class XattrLayout {
     const count = nodes.length
     this.metacopyOffset = new Int32Array(count).fill(-1)
     this.redirectOffset = new Int32Array(count).fill(-1)
+    this.nShared = new Int32Array(count)
+    this.unsharedSize = new Int32Array(count)
     // Every metacopy and redirect in the tree is composefs's own, made from its inode's digest
     // and payload (prepare.ts escapes the tree's trusted.overlay.* xattrs): they are grouped by
     // those, without a string or Buffer per file. Other xattrs are counted by key, then by value
@@ -176,11 +181,14 @@ export class XattrLayout {
       this.shared.push(c.x)
       offset += xattrEntrySize(c.x)
     }
+    // Last pass: which of each inode's xattrs are shared, and the size of the others.
+    const {nShared, unsharedSize} = this
     let u = 0
     for (let i = 0; i < count; i++) {
       const list = xattrs[i]
       if (list) {
-        let nShared = 0
+        let shared = 0
+        let unshared = 0
         for (const x of list) {
           const o =
             x.key === METACOPY
@@ -188,16 +196,31 @@ export class XattrLayout {
               : x.key === REDIRECT
                 ? redirect.offsetOf(i)
                 : uses[u++]!.offset
-          if (o >= 0 && nShared < XATTR_LONG_PREFIX) {
+          if (o >= 0 && shared < XATTR_LONG_PREFIX) {
             x.sharedOffset = o
-            nShared++
+            shared++
           } else {
             x.sharedOffset = -1
+            unshared += xattrEntrySize(x)
           }
         }
+        nShared[i] = shared
+        unsharedSize[i] = unshared
       } else if (external[i] !== External.none) {
-        this.metacopyOffset[i] = metacopy.offsetOf(i)
-        if (external[i] === External.redirect) this.redirectOffset[i] = redirect.offsetOf(i)
+        let shared = 0
+        let unshared = 0
+        const mc = metacopy.offsetOf(i)
+        this.metacopyOffset[i] = mc
+        if (mc >= 0) shared++
+        else unshared += entrySize(METACOPY, metacopyLength(nodes[i]!.digest))
+        if (external[i] === External.redirect) {
+          const rd = redirect.offsetOf(i)
+          this.redirectOffset[i] = rd
+          if (rd >= 0) shared++
+          else unshared += entrySize(REDIRECT, 1 + nodes[i]!.payload!.length)
+        }
+        nShared[i] = shared
+        unsharedSize[i] = unshared
       }
     }
   }
@@ -209,28 +232,6 @@ export class XattrLayout {
     return size
   }
 
-  /** How many of inode `i`'s xattrs are shared, and the size of the others. */
-  counts(i: number): {nShared: number; unsharedSize: number} {
-    let nShared = 0
-    let unsharedSize = 0
-    const list = this.tree.xattrs[i]
-    if (list) {
-      for (const x of list) {
-        if (x.sharedOffset >= 0) nShared++
-        else unsharedSize += xattrEntrySize(x)
-      }
-    } else if (this.tree.external[i] !== External.none) {
-      const n = this.tree.nodes[i]!
-      if (this.metacopyOffset[i]! >= 0) nShared++
-      else unsharedSize += entrySize(METACOPY, metacopyLength(n.digest))
-      if (this.tree.external[i] === External.redirect) {
-        if (this.redirectOffset[i]! >= 0) nShared++
-        else unsharedSize += entrySize(REDIRECT, 1 + n.payload!.length)
-      }
-    }
-    return {nShared, unsharedSize}
-  }
-
   /** The xattr name filter of inode `i`. */
   filter(i: number): number {
     let bits = 0
@@ -238,8 +239,7 @@ export class XattrLayout {
     if (list) {
       for (const x of list) bits |= 1 << filterBit(x.key)
     } else if (this.tree.external[i] !== External.none) {
-      bits |= 1 << filterBit(METACOPY)
-      if (this.tree.external[i] === External.redirect) bits |= 1 << filterBit(REDIRECT)
+      bits = this.tree.external[i] === External.redirect ? REDIRECT_BITS : METACOPY_BITS
     }
     return (XATTR_FILTER_DEFAULT & ~bits) >>> 0
   }
@@ -278,6 +278,9 @@ function digestGroups(nodes: FsNode[]): (i: number) => number {
 
 /** Bloom filter bit of each xattr name; a tree uses few distinct names, so they are cached. */
 const filterBits = new Map<string, number>()
+/** The filter bits of the derived metacopy alone and with the redirect (most inodes' xattrs). */
+const METACOPY_BITS = 1 << filterBit(METACOPY)
+const REDIRECT_BITS = METACOPY_BITS | (1 << filterBit(REDIRECT))
 
 function filterBit(key: string): number {
   let bit = filterBits.get(key)

@@ -10,6 +10,7 @@
 
 import {InvalidInputError} from '../../errors.js'
 import {
+  DIGEST_SIZE,
   FsNode,
   S_IFBLK,
   S_IFCHR,
@@ -48,15 +49,7 @@ import {
   BLOCK_BITS,
   OverlayXattr,
 } from './layout.js'
-import {
-  chooseVersion,
-  chunkBitsFor,
-  External,
-  ImageTree,
-  metacopyHeader,
-  prepareTree,
-  WXattr,
-} from './prepare.js'
+import {chunkBitsFor, External, ImageTree, metacopyHeader, prepareTree, WXattr} from './prepare.js'
 import {metacopyLength, xattrIndex, XattrLayout} from './write-xattrs.js'
 
 export interface WriteOptions {
@@ -147,12 +140,12 @@ function hasAcl(tree: ImageTree): boolean {
   return false
 }
 
-/** Directory entries split into blocks: returns [nBlocks, tail bytes] before tail placement. */
-function dirSize(names: string[]): [number, number] {
+/** A directory's entries split into blocks: sets its nBlocks and tail bytes before tail placement. */
+function dirSize(names: string[], p: Placement, i: number): void {
   let blocks = 0
   let used = 0
-  for (const name of names) {
-    const len = DIRENT_SIZE + name.length
+  for (let k = 0; k < names.length; k++) {
+    const len = DIRENT_SIZE + names[k]!.length
     if (used + len > BLOCK_SIZE) {
       blocks++
       used = 0
@@ -164,18 +157,21 @@ function dirSize(names: string[]): [number, number] {
     blocks++
     used = 0
   }
-  return [blocks, used]
+  p.nBlocks[i] = blocks
+  p.tailSize[i] = used
 }
 
 function dataSize(tree: ImageTree, p: Placement, i: number): void {
   const type = tree.mode[i]! & S_IFMT
+  if (type === S_IFDIR) {
+    dirSize(tree.dirNames[i]!, p, i)
+    return
+  }
   const size = tree.size[i]!
   const n = tree.nodes[i]!
   let nBlocks = 0
   let tailSize = 0
-  if (type === S_IFDIR) {
-    ;[nBlocks, tailSize] = dirSize(tree.dirNames[i]!)
-  } else if (type === S_IFLNK) {
+  if (type === S_IFLNK) {
     tailSize = n.payload!.length
   } else if (type === S_IFREG && size > 0) {
     if (n.content) {
@@ -250,7 +246,8 @@ function layoutInodes(
       inodeSizeField(tree, p, i) <= 0xffffffff
     p.compact[i] = compact ? 1 : 0
     const inodeSize = compact ? COMPACT_INODE_SIZE : EXTENDED_INODE_SIZE
-    const {nShared, unsharedSize} = xattrs.counts(i)
+    const nShared = xattrs.nShared[i]!
+    const unsharedSize = xattrs.unsharedSize[i]!
     p.nShared[i] = nShared
     p.xattrSize[i] =
       nShared === 0 && unsharedSize === 0
@@ -296,7 +293,9 @@ class Out {
   str(s: string): void {
     const buf = this.buf
     const p = this.pos
-    for (let i = 0; i < s.length; i++) buf[p + i] = s.charCodeAt(i)
+    // Long strings (payloads) in one native call, short ones (names) without its overhead.
+    if (s.length > 16) buf.write(s, p, 'latin1')
+    else for (let i = 0; i < s.length; i++) buf[p + i] = s.charCodeAt(i)
     this.pos = p + s.length
   }
   u8(v: number): void {
@@ -353,6 +352,8 @@ function writeXattr(out: Out, x: WXattr): void {
 }
 
 const [METACOPY_INDEX, METACOPY_SUFFIX] = xattrIndex(OverlayXattr.metacopy)
+/** The metacopy header of the usual digest, made once rather than per file. */
+const METACOPY_HEADER = metacopyHeader(DIGEST_SIZE)
 const [REDIRECT_INDEX, REDIRECT_SUFFIX] = xattrIndex(OverlayXattr.redirect)
 
 /** The inline entry of a derived metacopy (the metacopyValue of `digest`), without making it. */
@@ -364,7 +365,8 @@ function writeMetacopy(out: Out, digest: Buffer | null): void {
   out.u16(metacopyLength(digest))
   out.str(suffix)
   if (digest) {
-    for (const b of metacopyHeader(digest.length)) out.u8(b)
+    const header = digest.length === DIGEST_SIZE ? METACOPY_HEADER : metacopyHeader(digest.length)
+    for (let k = 0; k < header.length; k++) out.u8(header[k]!)
     out.bytes(digest)
   }
   out.align(4)
@@ -563,8 +565,8 @@ function writeDataBlocks(out: Out, tree: ImageTree, p: Placement, i: number): vo
 
 /** Serialises a tree into a composefs image and computes its fs-verity digest. */
 export function writeImage(root: FsNode, opts: WriteOptions = {}): WrittenImage {
-  const version = chooseVersion(root, opts.minVersion ?? 0, opts.maxVersion ?? 1)
-  const tree = prepareTree(root, version)
+  const tree = prepareTree(root, opts.minVersion ?? 0, opts.maxVersion ?? 1)
+  const {version} = tree
   const {nodes} = tree
   const mtime = minMtime(nodes)
   const xattrs = new XattrLayout(tree)
