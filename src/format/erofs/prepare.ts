@@ -165,7 +165,14 @@ function orderInodes(root: FsNode): InodeOrder {
   let hasWhiteout = isWhiteout(root)
   for (let i = 0; i < nodes.length; i++) {
     const n = nodes[i]!
-    if ((n.mode & S_IFMT) !== S_IFDIR) continue
+    if ((n.mode & S_IFMT) !== S_IFDIR) {
+      // Every inode gets an entry: an array written only at scattered indexes turns into a
+      // dictionary, and every later read of it into a hash lookup.
+      dirNames.push(undefined)
+      dirInodes.push(undefined)
+      dirLinks.push(0)
+      continue
+    }
     const children = n.children ?? new Map<string, FsNode>()
     const names = Array.from(children.keys())
     if (!children.has('.')) names.push('.')
@@ -213,17 +220,21 @@ function orderInodes(root: FsNode): InodeOrder {
         }
       }
     }
-    dirLinks[i] = 2 + subdirs
-    dirNames[i] = names
-    dirInodes[i] = inodes
+    dirLinks.push(2 + subdirs)
+    dirNames.push(names)
+    dirInodes.push(inodes)
   }
   if (links.length > 0) {
+    // Only the links' targets are looked up by node (a Map of every node cost a MiB of heap on a
+    // large tree); looking up a node that was never a key costs no hash.
     const inodeOf = new Map<FsNode, number>()
-    for (let i = 0; i < nodes.length; i++) inodeOf.set(nodes[i]!, i)
-    for (const {dir, index, link, name} of links) {
-      const t = inodeOf.get(followLink(link))
-      if (t === undefined)
-        throw new InvalidInputError(`image: hardlink ${link.path()} points outside the tree`)
+    const targets = links.map((l) => followLink(l.link))
+    for (const t of targets) inodeOf.set(t, -1)
+    for (let i = 0; i < nodes.length; i++) if (inodeOf.has(nodes[i]!)) inodeOf.set(nodes[i]!, i)
+    for (let k = 0; k < links.length; k++) {
+      const {dir, index, link, name} = links[k]!
+      const t = inodeOf.get(targets[k]!)!
+      if (t < 0) throw new InvalidInputError(`image: hardlink ${link.path()} points outside the tree`)
       if ((nodes[t]!.mode & S_IFMT) === S_IFDIR && name !== '.' && name !== '..') {
         throw new InvalidInputError(`image: hardlink to a directory at ${link.path()}`)
       }
@@ -289,7 +300,13 @@ export function prepareTree(root: FsNode, minVersion: number, maxVersion: number
   const size = new Float64Array(count)
   const nlink = new Uint32Array(count)
   const external = new Uint8Array(count)
+  // Dense arrays (see orderInodes).
   const lists: (XattrList | undefined)[] = []
+  const xattrs: (WXattr[] | undefined)[] = []
+  for (let i = 0; i < count; i++) {
+    lists.push(undefined)
+    xattrs.push(undefined)
+  }
   const listOf = (i: number): XattrList => (lists[i] ??= ownXattrs(nodes[i]!))
 
   for (let i = 0; i < count; i++) {
@@ -338,7 +355,6 @@ export function prepareTree(root: FsNode, minVersion: number, maxVersion: number
     if (i === 0) setXattr(lists[0]!, n, OverlayXattr.opaque, Buffer.from('y'))
   }
 
-  const xattrs: (WXattr[] | undefined)[] = []
   for (let i = 0; i < count; i++) {
     const x = lists[i]
     if (!x) continue

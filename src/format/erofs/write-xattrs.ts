@@ -114,13 +114,7 @@ export class XattrLayout {
     const metacopy = new DerivedGroups(count)
     const redirect = new DerivedGroups(count)
     const metacopyGroup = digestGroups(nodes)
-    const byPayload = new Map<string, number>()
-    const redirectGroup = (i: number): number => {
-      const payload = nodes[i]!.payload!
-      let first = byPayload.get(payload)
-      if (first === undefined) byPayload.set(payload, (first = i))
-      return first
-    }
+    const redirectGroup = payloadGroups(nodes)
     const byKey = new Map<string, Map<string, XattrUse>>()
     const uses: XattrUse[] = []
     for (let i = 0; i < count; i++) {
@@ -245,13 +239,47 @@ export class XattrLayout {
   }
 }
 
+/** Per process, so that no input can be made whose keys all land together in FirstByKey. */
+const KEY_SEED = (Math.random() * 2 ** 32) | 1
+
+/**
+ * The first inode seen with each 32-bit key: an open-addressing table in two typed arrays for
+ * up to `capacity` keys. A Map of as many entries took a MiB of heap, and its growth as much again.
+ */
+class FirstByKey {
+  private readonly keys: Int32Array
+  /** 1 + the first inode of the key in the same slot, 0 for an empty slot. */
+  private readonly firsts: Int32Array
+  private readonly shift: number
+  constructor(capacity: number) {
+    const bits = Math.max(4, 33 - Math.clz32(capacity))
+    this.keys = new Int32Array(1 << bits)
+    this.firsts = new Int32Array(1 << bits)
+    this.shift = 32 - bits
+  }
+
+  /** The first inode recorded with `key`; else `i`, now recorded as its first. */
+  firstOr(key: number, i: number): number {
+    const mask = this.keys.length - 1
+    for (let s = Math.imul(key, KEY_SEED) >>> this.shift; ; s = (s + 1) & mask) {
+      const f = this.firsts[s]!
+      if (f === 0) {
+        this.keys[s] = key
+        this.firsts[s] = i + 1
+        return i
+      }
+      if (this.keys[s] === key) return f - 1
+    }
+  }
+}
+
 /**
  * For inode i, the first inode with an equal metacopy value, i.e. an equal digest: looked up by
- * the digest's first bits (a number key, no string per file), by the value's bytes after a
- * collision or for a digest too short to take bits from.
+ * the digest's first 32 bits (no string per file), by the value's bytes after a collision or
+ * for a digest too short to take bits from.
  */
 function digestGroups(nodes: FsNode[]): (i: number) => number {
-  const byBits = new Map<number, number>()
+  const byBits = new FirstByKey(nodes.length)
   const byText = new Map<string, number>()
   let noDigest = -1
   return (i) => {
@@ -261,18 +289,32 @@ function digestGroups(nodes: FsNode[]): (i: number) => number {
       return noDigest
     }
     if (d.length >= 4) {
-      const bits = d.readUInt32LE(0) >>> 2
-      const first = byBits.get(bits)
-      if (first === undefined) {
-        byBits.set(bits, i)
-        return i
-      }
-      if (nodes[first]!.digest!.equals(d)) return first
+      const first = byBits.firstOr(d[0]! | (d[1]! << 8) | (d[2]! << 16) | (d[3]! << 24), i)
+      if (first === i || nodes[first]!.digest!.equals(d)) return first
     }
     const text = metacopyText(d)
     let first = byText.get(text)
     if (first === undefined) byText.set(text, (first = i))
     return first
+  }
+}
+
+/**
+ * For inode i, the first inode with an equal payload (redirect value): looked up by a hash of
+ * the payload, by the payload itself after a collision.
+ */
+function payloadGroups(nodes: FsNode[]): (i: number) => number {
+  const byHash = new FirstByKey(nodes.length)
+  const byText = new Map<string, number>()
+  return (i) => {
+    const payload = nodes[i]!.payload!
+    let h = KEY_SEED
+    for (let k = 0; k < payload.length; k++) h = Math.imul(h ^ payload.charCodeAt(k), 0x01000193)
+    const first = byHash.firstOr(h, i)
+    if (first === i || nodes[first]!.payload === payload) return first
+    let other = byText.get(payload)
+    if (other === undefined) byText.set(payload, (other = i))
+    return other
   }
 }
 
