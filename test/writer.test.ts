@@ -8,7 +8,7 @@ import {join} from 'node:path'
 import {after, describe, it} from 'node:test'
 
 import {parseDump} from '../src/format/dump/parse.js'
-import {writeImage} from '../src/format/erofs/writer.js'
+import {streamImage, writeImage} from '../src/format/erofs/writer.js'
 import {InvalidInputError} from '../src/errors.js'
 import {FsNode, S_IFDIR, S_IFREG} from '../src/tree/node.js'
 import {fsverityDigest} from '../src/verity/merkle.js'
@@ -67,6 +67,41 @@ describe('writer', () => {
     assert.deepEqual(a.image, b.image)
     assert.equal(t.children!.size, 2)
     assert.equal(t.getXattr('trusted.overlay.opaque'), undefined)
+  })
+
+  it('streams the same bytes as it writes whole, across many windows', () => {
+    // Large enough for several windows, with what each writes in its own way: many inodes,
+    // directories of many blocks, inline content of several blocks, long symlinks, xattrs.
+    const root = new FsNode(S_IFDIR | 0o755)
+    for (let d = 0; d < 4; d++) {
+      const dir = new FsNode(S_IFDIR | 0o755)
+      root.addChild(`dir${d}`, dir)
+      for (let k = 0; k < 3000; k++) {
+        const f = new FsNode(S_IFREG | 0o644)
+        f.mtimeSec = k
+        if (k % 3 === 0) {
+          f.size = 4500
+          f.content = Buffer.alloc(4500, k)
+        } else if (k % 3 === 1) {
+          f.size = 1000 + k
+          f.digest = Buffer.alloc(32, k)
+          f.payload = `${'x'.repeat(40)}/${k}`
+        } else {
+          f.mode = 0o120777
+          f.payload = 'target-'.repeat(500) + k
+          f.size = f.payload.length
+        }
+        if (k % 7 === 0) f.setXattr('user.note', Buffer.from(`note ${k % 5}`))
+        dir.addChild(`${'entry-with-a-long-name-'.repeat(3)}${k}`, f)
+      }
+    }
+    const whole = writeImage(root)
+    const pieces: Buffer[] = []
+    const streamed = streamImage(root, {}, (bytes) => pieces.push(Buffer.from(bytes)))
+    assert.ok(pieces.length > 3)
+    assert.equal(streamed.size, whole.image.length)
+    assert.equal(streamed.inodes, whole.inodes)
+    assert.ok(Buffer.concat(pieces).equals(whole.image))
   })
 
   it('refuses format versions it does not know', () => {

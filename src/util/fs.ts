@@ -4,7 +4,7 @@
 
 import {randomBytes} from 'node:crypto'
 import {constants} from 'node:fs'
-import {access, open, rename, rm} from 'node:fs/promises'
+import {access, type FileHandle, open, rename, rm} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 
 /** A temporary name beside `path`, recognisable (and safe to delete) after a crash. */
@@ -33,12 +33,31 @@ export async function fsyncPath(path: string, flags: number = constants.O_RDONLY
  * through libuv's thread pool.
  */
 export async function writeFileAtomic(path: string, data: Uint8Array, mode = 0o644): Promise<void> {
-  const tmp = tempPathFor(path)
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode)
-  try {
-    try {
+  await writeFileAtomicWith(
+    path,
+    async (fh) => {
       for (let off = 0; off < data.length;)
         off += (await fh.write(data, off, data.length - off, off)).bytesWritten
+    },
+    mode,
+  )
+}
+
+/**
+ * writeFileAtomic for content that `fill` writes into the new file itself (from its start, in
+ * order), for content too large to hold in memory whole (an image written as it is made).
+ */
+export async function writeFileAtomicWith<T>(
+  path: string,
+  fill: (fh: FileHandle) => Promise<T>,
+  mode = 0o644,
+): Promise<T> {
+  const tmp = tempPathFor(path)
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode)
+  let result: T
+  try {
+    try {
+      result = await fill(fh)
       await fh.sync()
     } finally {
       await fh.close()
@@ -49,6 +68,7 @@ export async function writeFileAtomic(path: string, data: Uint8Array, mode = 0o6
     throw err
   }
   await fsyncDir(dirname(path))
+  return result
 }
 
 export async function exists(path: string): Promise<boolean> {

@@ -50,7 +50,7 @@ import {
   OverlayXattr,
 } from './layout.js'
 import {chunkBitsFor, External, ImageTree, metacopyHeader, prepareTree, WXattr} from './prepare.js'
-import {metacopyLength, xattrIndex, XattrLayout} from './write-xattrs.js'
+import {metacopyLength, xattrEntrySize, xattrIndex, XattrLayout} from './write-xattrs.js'
 
 export interface WriteOptions {
   /** Lowest format version to write (default 0). */
@@ -269,15 +269,36 @@ function layoutInodes(
 }
 
 /**
- * A sequential writer over a preallocated, zeroed image buffer. It stores bytes with plain
- * indexed writes: Buffer's write methods cost a native call (or argument checks) each, which
- * was a third of the writer's time on a large tree. A write past the end is dropped by the
- * typed array; writeImage checks that every inode and the whole image end where the layout
- * said, so no overrun goes unnoticed.
+ * A sequential writer over a zeroed buffer: the whole image, or a window of it that is handed
+ * to a sink and reused whenever the next piece would not fit (room()), so that an image
+ * written to a file never has to be in memory whole. Positions (pos, base) are offsets in the
+ * image. It stores bytes with plain indexed writes: Buffer's write methods cost a native call
+ * (or argument checks) each, which was a third of the writer's time on a large tree. A write
+ * past the end is dropped by the typed array; the writer checks that every inode and the whole
+ * image end where the layout said, so no overrun goes unnoticed.
  */
 class Out {
   pos = 0
-  constructor(readonly buf: Buffer) {}
+  /** The image offset of buf[0]. */
+  base = 0
+  constructor(
+    readonly buf: Buffer,
+    private readonly sink: ((bytes: Buffer) => void) | null = null,
+  ) {}
+  /** Makes the next `n` bytes fit in the window (positions may move past them by skip or align only after). */
+  room(n: number): void {
+    if (this.sink === null || this.pos + n - this.base <= this.buf.length) return
+    this.flush()
+    if (n > this.buf.length) throw new Error('internal: image piece larger than the window')
+  }
+  /** Hands everything up to pos to the sink. */
+  flush(): void {
+    const used = this.pos - this.base
+    if (used > this.buf.length) throw new Error('internal: image window overrun')
+    this.sink!(this.buf.subarray(0, used))
+    this.buf.fill(0, 0, used)
+    this.base = this.pos
+  }
   skip(n: number): void {
     this.pos += n
   }
@@ -285,35 +306,36 @@ class Out {
     this.pos = roundUp(this.pos, a)
   }
   bytes(b: Uint8Array): void {
-    if (b.length > 64) this.buf.set(b, this.pos)
-    else for (let i = 0, p = this.pos; i < b.length; i++) this.buf[p + i] = b[i]!
+    const p = this.pos - this.base
+    if (b.length > 64) this.buf.set(b, p)
+    else for (let i = 0; i < b.length; i++) this.buf[p + i] = b[i]!
     this.pos += b.length
   }
   /** A byte string (every character one byte). */
   str(s: string): void {
     const buf = this.buf
-    const p = this.pos
+    const p = this.pos - this.base
     // Long strings (payloads) in one native call, short ones (names) without its overhead.
     if (s.length > 16) buf.write(s, p, 'latin1')
     else for (let i = 0; i < s.length; i++) buf[p + i] = s.charCodeAt(i)
-    this.pos = p + s.length
+    this.pos += s.length
   }
   u8(v: number): void {
-    this.buf[this.pos++] = v
+    this.buf[this.pos++ - this.base] = v
   }
   u16(v: number): void {
-    const p = this.pos
+    const p = this.pos - this.base
     this.buf[p] = v
     this.buf[p + 1] = v >>> 8
-    this.pos = p + 2
+    this.pos += 2
   }
   u32(v: number): void {
-    const p = this.pos
+    const p = this.pos - this.base
     this.buf[p] = v
     this.buf[p + 1] = v >>> 8
     this.buf[p + 2] = v >>> 16
     this.buf[p + 3] = v >>> 24
-    this.pos = p + 4
+    this.pos += 4
   }
 }
 
@@ -462,6 +484,7 @@ function writeInode(
   const tailSize = p.tailSize[i]!
   const xattrSize = p.xattrSize[i]!
   const compact = p.compact[i] === 1
+  out.room(p.ipad[i]! + p.isize[i]!)
   out.skip(p.ipad[i]!)
   const start = out.pos
   const icount = xattrSize === 0 ? 0 : (xattrSize - XATTR_IBODY_HEADER_SIZE) / 4 + 1
@@ -493,30 +516,31 @@ function writeInode(
   const mode = tree.mode[i]! & 0xffff
   const nlink = tree.nlink[i]!
   const b = out.buf
+  const at = start - out.base
   // Every value below fits its field (the layout chose compact only when they do).
   if (compact) {
-    put16(b, start + Compact.format, format)
-    put16(b, start + Compact.xattrIcount, icount)
-    put16(b, start + Compact.mode, mode)
-    put16(b, start + Compact.nlink, nlink)
-    put32(b, start + Compact.size, size)
-    put32(b, start + Compact.u, u)
-    put32(b, start + Compact.ino, i)
-    put16(b, start + Compact.uid, n.uid)
-    put16(b, start + Compact.gid, n.gid)
+    put16(b, at + Compact.format, format)
+    put16(b, at + Compact.xattrIcount, icount)
+    put16(b, at + Compact.mode, mode)
+    put16(b, at + Compact.nlink, nlink)
+    put32(b, at + Compact.size, size)
+    put32(b, at + Compact.u, u)
+    put32(b, at + Compact.ino, i)
+    put16(b, at + Compact.uid, n.uid)
+    put16(b, at + Compact.gid, n.gid)
     out.skip(COMPACT_INODE_SIZE)
   } else {
-    put16(b, start + Extended.format, format)
-    put16(b, start + Extended.xattrIcount, icount)
-    put16(b, start + Extended.mode, mode)
-    writeU64(b, size, start + Extended.size)
-    put32(b, start + Extended.u, u)
-    put32(b, start + Extended.ino, i)
-    put32(b, start + Extended.uid, n.uid)
-    put32(b, start + Extended.gid, n.gid)
-    writeU64(b, n.mtimeSec, start + Extended.mtime)
-    put32(b, start + Extended.mtimeNsec, n.mtimeNsec)
-    put32(b, start + Extended.nlink, nlink)
+    put16(b, at + Extended.format, format)
+    put16(b, at + Extended.xattrIcount, icount)
+    put16(b, at + Extended.mode, mode)
+    writeU64(b, size, at + Extended.size)
+    put32(b, at + Extended.u, u)
+    put32(b, at + Extended.ino, i)
+    put32(b, at + Extended.uid, n.uid)
+    put32(b, at + Extended.gid, n.gid)
+    writeU64(b, n.mtimeSec, at + Extended.mtime)
+    put32(b, at + Extended.mtimeNsec, n.mtimeNsec)
+    put32(b, at + Extended.nlink, nlink)
     out.skip(EXTENDED_INODE_SIZE)
   }
 
@@ -542,8 +566,10 @@ function writeInode(
 function writeDataBlocks(out: Out, tree: ImageTree, p: Placement, i: number): void {
   const type = tree.mode[i]! & S_IFMT
   const nBlocks = p.nBlocks[i]!
+  // Every block starts on a block boundary: room for one block is room for it and its padding.
   if (type === S_IFDIR) {
     for (const block of direntChunks(tree.dirNames[i]!, nBlocks).blocks) {
+      out.room(BLOCK_SIZE)
       writeDirents(out, tree, p, i, block)
       out.align(BLOCK_SIZE)
     }
@@ -553,11 +579,13 @@ function writeDataBlocks(out: Out, tree: ImageTree, p: Placement, i: number): vo
   const n = tree.nodes[i]!
   if (type === S_IFREG && !n.content) {
     // An external file whose block map could not be tail-packed: a block of null chunks.
+    out.room(BLOCK_SIZE)
     for (let k = 0; k < BLOCK_SIZE / 4; k++) out.u32(NULL_ADDR)
     return
   }
   const data = type === S_IFREG ? n.content! : Buffer.from(n.payload!, 'latin1')
   for (let k = 0; k < nBlocks; k++) {
+    out.room(BLOCK_SIZE)
     out.bytes(data.subarray(k * BLOCK_SIZE, Math.min(data.length, (k + 1) * BLOCK_SIZE)))
     out.align(BLOCK_SIZE)
   }
@@ -565,6 +593,40 @@ function writeDataBlocks(out: Out, tree: ImageTree, p: Placement, i: number): vo
 
 /** Serialises a tree into a composefs image and computes its fs-verity digest. */
 export function writeImage(root: FsNode, opts: WriteOptions = {}): WrittenImage {
+  let image: Buffer | undefined
+  const {version, inodes} = emitImage(root, opts, (size) => new Out((image = Buffer.alloc(size))))
+  return {image: image!, digest: fsverityDigest(image!), version, inodes}
+}
+
+export interface StreamedImage {
+  /** Format version written in the composefs header. */
+  version: number
+  /** Number of inodes in the image. */
+  inodes: number
+  /** Size of the image in bytes. */
+  size: number
+}
+
+/** Bytes of the image held at a time by streamImage. */
+const WINDOW_SIZE = 1 << 18
+
+/**
+ * Serialises a tree into a composefs image handed to `sink` in order, a piece at a time (each
+ * piece is only valid during the call): a large image is never in memory whole.
+ */
+export function streamImage(root: FsNode, opts: WriteOptions, sink: (bytes: Buffer) => void): StreamedImage {
+  let out: Out | undefined
+  const written = emitImage(
+    root,
+    opts,
+    (size) => (out = new Out(Buffer.alloc(Math.min(size, WINDOW_SIZE)), sink)),
+  )
+  out!.flush()
+  return written
+}
+
+/** Lays out the tree and writes its image through the Out that `output` makes for its size. */
+function emitImage(root: FsNode, opts: WriteOptions, output: (size: number) => Out): StreamedImage {
   const tree = prepareTree(root, opts.minVersion ?? 0, opts.maxVersion ?? 1)
   const {version} = tree
   const {nodes} = tree
@@ -578,7 +640,8 @@ export function writeImage(root: FsNode, opts: WriteOptions = {}): WrittenImage 
   const dataStart = roundUp(inodesEnd + sharedSize, BLOCK_SIZE)
   const total = dataStart + dataBlocks * BLOCK_SIZE
 
-  const out = new Out(Buffer.alloc(total))
+  // The headers are written at their offsets in the first window (at least one block).
+  const out = output(total)
   const b = out.buf
   b.writeUInt32LE(CFS_MAGIC, CfsHeader.magic)
   b.writeUInt32LE(CFS_VERSION, CfsHeader.version)
@@ -600,12 +663,16 @@ export function writeImage(root: FsNode, opts: WriteOptions = {}): WrittenImage 
 
   const nextBlock = {value: dataStart}
   for (let i = 0; i < nodes.length; i++) writeInode(out, tree, xattrs, p, i, inodesEnd, nextBlock)
+  out.room(SLOT_SIZE)
   out.align(SLOT_SIZE)
-  for (const x of xattrs.shared) writeXattr(out, x)
+  for (const x of xattrs.shared) {
+    out.room(xattrEntrySize(x))
+    writeXattr(out, x)
+  }
+  out.room(BLOCK_SIZE)
   out.align(BLOCK_SIZE)
   if (out.pos !== dataStart) throw new Error('internal: data blocks start mismatch')
   for (let i = 0; i < nodes.length; i++) writeDataBlocks(out, tree, p, i)
   if (out.pos !== total || nextBlock.value !== total) throw new Error('internal: image size mismatch')
-
-  return {image: out.buf, digest: fsverityDigest(out.buf), version, inodes: nodes.length}
+  return {version, inodes: nodes.length, size: total}
 }
