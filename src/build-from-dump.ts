@@ -8,7 +8,7 @@ import {DumpParser, parseDump} from './format/dump/parse.js'
 import type {FsNode} from './tree/node.js'
 
 /** Bytes read from the dump at a time: fewer, larger reads cost less than small ones. */
-const READ_CHUNK = 1 << 20
+const READ_CHUNK = 1 << 18
 
 /** Parses the dump at `source` ("-" for stdin) into a tree. */
 export async function treeFromDump(source: string, opts: {strict?: boolean}): Promise<FsNode> {

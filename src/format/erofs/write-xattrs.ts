@@ -95,8 +95,8 @@ export class XattrLayout {
   /** Offsets in the shared area of the derived metacopy and redirect of each inode, or -1. */
   readonly metacopyOffset: Int32Array
   readonly redirectOffset: Int32Array
-  /** How many of each inode's xattrs are shared, and the size of its inline ones. */
-  readonly nShared: Int32Array
+  /** How many of each inode's xattrs are shared (at most 128), and the size of its inline ones. */
+  readonly nShared: Uint8Array
   readonly unsharedSize: Int32Array
 
   /** Xattrs used by more than one inode go to the shared area (at most 128 references per inode). */
@@ -105,7 +105,7 @@ export class XattrLayout {
     const count = nodes.length
     this.metacopyOffset = new Int32Array(count).fill(-1)
     this.redirectOffset = new Int32Array(count).fill(-1)
-    this.nShared = new Int32Array(count)
+    this.nShared = new Uint8Array(count)
     this.unsharedSize = new Int32Array(count)
     // Every metacopy and redirect in the tree is composefs's own, made from its inode's digest
     // and payload (prepare.ts escapes the tree's trusted.overlay.* xattrs): they are grouped by

@@ -92,28 +92,28 @@ function fileType(mode: number): number {
   }
 }
 
-/** Per-inode layout results, indexed by inode. */
+/** Per-inode layout results, indexed by inode, each in the smallest type that holds it. */
 class Placement {
   readonly nid: Uint32Array
-  readonly ipad: Int32Array
+  /** Padding before the inode: less than a block and a slot. */
+  readonly ipad: Uint16Array
   readonly xattrSize: Int32Array
-  readonly nShared: Int32Array
   readonly isize: Int32Array
   readonly nBlocks: Uint32Array
   readonly tailSize: Int32Array
-  readonly chunkBits: Int32Array
-  readonly chunkCount: Int32Array
+  /** External files: log2 of the chunk size (at most 12 + 31) and at most 1024 chunks (validated). */
+  readonly chunkBits: Uint8Array
+  readonly chunkCount: Uint16Array
   readonly compact: Uint8Array
   constructor(count: number) {
     this.nid = new Uint32Array(count)
-    this.ipad = new Int32Array(count)
+    this.ipad = new Uint16Array(count)
     this.xattrSize = new Int32Array(count)
-    this.nShared = new Int32Array(count)
     this.isize = new Int32Array(count)
     this.nBlocks = new Uint32Array(count)
     this.tailSize = new Int32Array(count)
-    this.chunkBits = new Int32Array(count)
-    this.chunkCount = new Int32Array(count)
+    this.chunkBits = new Uint8Array(count)
+    this.chunkCount = new Uint16Array(count)
     this.compact = new Uint8Array(count)
   }
 }
@@ -248,7 +248,6 @@ function layoutInodes(
     const inodeSize = compact ? COMPACT_INODE_SIZE : EXTENDED_INODE_SIZE
     const nShared = xattrs.nShared[i]!
     const unsharedSize = xattrs.unsharedSize[i]!
-    p.nShared[i] = nShared
     p.xattrSize[i] =
       nShared === 0 && unsharedSize === 0
         ? 0
@@ -546,7 +545,7 @@ function writeInode(
 
   if (xattrSize > 0) {
     out.u32(xattrs.filter(i))
-    out.u8(p.nShared[i]!)
+    out.u8(xattrs.nShared[i]!)
     out.skip(7)
     writeXattrs(out, tree, xattrs, i, inodesEnd)
   }
