@@ -104,6 +104,11 @@ export class DumpParser {
   private firstNul = -1
   /** Where the current line's xattrs begin (its end when it has none). */
   private xattrStart = 0
+  /** The current line's path: its bytes, and its text when it had escapes. */
+  private pathLine: Buffer | null = null
+  private pathStart = 0
+  private pathEnd = 0
+  private pathUnescaped: string | null = null
   /**
    * The directories on the way to the last entry, root first. Dumps list a directory's entries
    * right after it (upstream's and ours do), so a line's parent is nearly always here: found by
@@ -212,6 +217,7 @@ export class DumpParser {
       this.lineNo++
       throw this.error('no root directory: the dump is empty')
     }
+    this.pathLine = null
     this.resolveHardlinks()
     return this.root
   }
@@ -249,7 +255,11 @@ export class DumpParser {
     const plainPath = this.isPlain(line, pathStart, pathEnd)
     const path = plainPath ? null : this.byteStringField(line, F.path, 'path')
     if (plainPath ? pathEnd === pathStart : path!.length === 0) throw new LineError('empty path')
-    const pathText = (): string => path ?? text(line, pathStart, pathEnd)
+    // For messages (no closure: one would put this function's variables in a context object).
+    this.pathLine = line
+    this.pathStart = pathStart
+    this.pathEnd = pathEnd
+    this.pathUnescaped = path
 
     let modeStart = starts[F.mode]!
     const isHardlink = modeStart < ends[F.mode]! && line[modeStart] === AT
@@ -266,9 +276,9 @@ export class DumpParser {
 
     if (isHardlink) {
       // Upstream ignores every other field of a hardlink line.
-      if (node.isDir()) throw new LineError(`directories cannot be hardlinked: ${q(pathText())}`)
+      if (node.isDir()) throw new LineError(`directories cannot be hardlinked: ${q(this.pathText())}`)
       const target = this.optionalByteStringField(line, F.payload, 'hardlink target')
-      if (target === null) throw new LineError(`hardlink ${q(pathText())} has no target path`)
+      if (target === null) throw new LineError(`hardlink ${q(this.pathText())} has no target path`)
       this.fixups.push({node, targetPath: target, line: this.lineNo})
       return
     }
@@ -308,7 +318,7 @@ export class DumpParser {
 
     if (type === S_IFLNK) {
       if (payload === null || payload.length === 0)
-        throw new LineError(`symlink ${q(pathText())} has no target`)
+        throw new LineError(`symlink ${q(this.pathText())} has no target`)
       if (payload.length >= Limits.pathMax) {
         throw new LineError(
           `symlink target is ${payload.length} bytes, at most ${Limits.pathMax - 1} allowed`,
@@ -384,7 +394,7 @@ export class DumpParser {
       if (!next) throw new LineError(`parent directory missing for ${q(path)}`)
       parent = next
     }
-    this.addNamed(parent, name, node, () => path)
+    this.addNamed(parent, name, node)
     if (node.isDir()) {
       this.recentDirs.length = 1
       this.recentDirs.push({path, node})
@@ -413,21 +423,28 @@ export class DumpParser {
     }
     dirs.length = i + 1
     // The name as a string of its own (a slice of the path's text would keep all of it alive).
-    this.addNamed(dirs[i]!.node, text(line, slash + 1, end), node, () => text(line, start, end))
+    this.addNamed(dirs[i]!.node, text(line, slash + 1, end), node)
     if (node.isDir()) dirs.push({path: text(line, start, end), node})
   }
 
-  /** The checks on the last component and the insertion (`path` only for messages). */
-  private addNamed(parent: FsNode, name: string, node: FsNode, path: () => string): void {
-    if (name === '.' || name === '..') throw new LineError(`invalid . or .. in path ${q(path())}`)
-    if (name.length === 0) throw new LineError(`empty file name in path ${q(path())}`)
+  /** The current line's path, for messages. */
+  private pathText(): string {
+    return this.pathUnescaped ?? text(this.pathLine!, this.pathStart, this.pathEnd)
+  }
+
+  /** The checks on the last component and the insertion. */
+  private addNamed(parent: FsNode, name: string, node: FsNode): void {
+    if (name === '.' || name === '..') throw new LineError(`invalid . or .. in path ${q(this.pathText())}`)
+    if (name.length === 0) throw new LineError(`empty file name in path ${q(this.pathText())}`)
     if (name.length > NAME_MAX) {
-      throw new LineError(`file name of ${name.length} bytes is longer than ${NAME_MAX} in path ${q(path())}`)
+      throw new LineError(
+        `file name of ${name.length} bytes is longer than ${NAME_MAX} in path ${q(this.pathText())}`,
+      )
     }
     if (!parent.isDir() || !parent.children || parent.linkTo) {
-      throw new LineError(`parent of ${q(path())} is not a directory`)
+      throw new LineError(`parent of ${q(this.pathText())} is not a directory`)
     }
-    if (parent.children.has(name)) throw new LineError(`duplicate path ${q(path())}`)
+    if (parent.children.has(name)) throw new LineError(`duplicate path ${q(this.pathText())}`)
     parent.addChild(name, node)
   }
 
