@@ -4,7 +4,6 @@
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {once} from 'node:events'
 import {mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -24,7 +23,6 @@ import {
 } from '../src/verity/merkle.js'
 import {readArguments} from '../src/verity/early.js'
 import {DigestPool, digestFile, LARGE_FILE, planRanges} from '../src/verity/pool.js'
-import {startDigestWorker, workerState} from '../src/verity/worker-start.js'
 import {needTool, run} from './helpers/tools.js'
 
 const work = mkdtempSync(join(tmpdir(), 'cfsboot-verity-'))
@@ -356,27 +354,6 @@ describe('DigestPool', () => {
     assert.deepEqual(await pool.digestFiles([]), [])
     await pool.digestFile(small[5]!.path)
     // No close(): node:test would hang here if the idle workers held the event loop.
-  })
-
-  it('adopts workers started before it: booting, online, or already gone', async () => {
-    const online = startDigestWorker()
-    const gone = startDigestWorker()
-    online.ref() // started workers do not hold the event loop; this test waits for one
-    await once(online, 'online')
-    online.unref()
-    await gone.terminate()
-    const booting = startDigestWorker()
-    assert.deepEqual([online, gone, booting].map(workerState), ['online', 'exited', 'starting'])
-    // A gone worker is passed over; the two others take the work.
-    const pool = new DigestPool({threads: 2, started: [gone, online, booting]})
-    try {
-      assert.deepEqual(await pool.digestFiles(mix.map((f) => f.path)), expected)
-      assert.equal(workerState(booting), 'online')
-    } finally {
-      await pool.close()
-    }
-    assert.equal(workerState(online), 'exited')
-    assert.equal(workerState(booting), 'exited')
   })
 
   it('refuses nonsense thread counts', () => {

@@ -9,9 +9,8 @@
 import {availableParallelism} from 'node:os'
 
 import {digestLine, keepingProcessAlive} from './output.js'
-import type {DigestOutcome, DigestPool} from './pool.js'
+import {DigestOutcome, DigestPool} from './pool.js'
 import {holdsAtLeast, WORKERS_FROM_BYTES} from './sizes.js'
-import {startDigestWorker} from './worker-start.js'
 
 interface EarlyWork {
   paths: string[]
@@ -40,17 +39,15 @@ export function readArguments(args: string[]): {files: string[]; compact: boolea
 /**
  * Starts digesting `paths`. Small inputs are hashed on this thread alone (a worker costs more to
  * start); large ones by workers on all cores but this one, plus this one when `mainThread`.
- * The workers are started before the pool's modules load: a worker takes ~60 ms to be ready, and
- * this thread's loading (~20 ms) and first hashes need not wait for it, nor it for them.
  */
-async function startEarly(paths: string[], mainThread: boolean): Promise<EarlyWork> {
-  const threads = holdsAtLeast(paths, WORKERS_FROM_BYTES) ? Math.max(1, availableParallelism() - 1) : 0
-  const started = Array.from({length: threads}, startDigestWorker)
-  const {DigestPool} = await import('./pool.js')
-  const pool =
-    threads === 0
-      ? new DigestPool({threads: 0, mainThread: true})
-      : new DigestPool({threads, mainThread, keepProcessAlive: false, started})
+function startEarly(paths: string[], mainThread: boolean): EarlyWork {
+  const pool = !holdsAtLeast(paths, WORKERS_FROM_BYTES)
+    ? new DigestPool({threads: 0, mainThread: true})
+    : new DigestPool({
+        threads: Math.max(1, availableParallelism() - 1),
+        mainThread,
+        keepProcessAlive: false,
+      })
   const outcomes = pool.digestFilesSettled(paths)
   outcomes.catch(() => {}) // adopted or not, never an unhandled rejection
   early = {paths, pool, outcomes}
@@ -64,7 +61,7 @@ async function startEarly(paths: string[], mainThread: boolean): Promise<EarlyWo
 export async function digestBeforeOclif(args: string[]): Promise<number | undefined> {
   const {files, compact, plain} = readArguments(args)
   if (files.length === 0) return undefined
-  const work = await startEarly(files, plain)
+  const work = startEarly(files, plain)
   if (!plain) return undefined
   const outcomes = await keepingProcessAlive(work.outcomes)
   if (outcomes.some((o) => 'error' in o)) return undefined // the command reports it

@@ -11,13 +11,12 @@
 // nothing else to do gets its first hashes before the workers have even started.
 import {closeSync, read} from 'node:fs'
 import {availableParallelism} from 'node:os'
-import type {Worker} from 'node:worker_threads'
+import {Worker} from 'node:worker_threads'
 
 import {BlockBuffer, openRegular, READ_SIZE, shrankError} from './file-hash.js'
 import {descriptorDigest, FsVerityHasher, LEVEL1_SPAN, MerkleLevels} from './merkle.js'
 import {FileOutcome, fromWireError, Reply, Task} from './protocol.js'
 import {runTask} from './task.js'
-import {startDigestWorker, workerState} from './worker-start.js'
 
 /** A path as node:fs takes it: a string, or raw bytes for a name that is not UTF-8. */
 export type FilePath = string | Buffer
@@ -60,11 +59,6 @@ export interface DigestPoolOptions {
    * speculatively (see early.ts): whoever awaits the result must then keep the process alive.
    */
   keepProcessAlive?: boolean
-  /**
-   * Workers already started with startDigestWorker(), to be used before new ones are started (at
-   * most `threads` of them; the pool owns them from now on).
-   */
-  started?: Worker[]
 }
 
 /** One file's digest, or why it has none. */
@@ -82,6 +76,8 @@ interface Slot {
   inflight: Map<number, Pending>
   online: boolean
 }
+
+const WORKER_URL = new URL('./worker.js', import.meta.url)
 
 /** How a file of `size` bytes is cut for `threads` threads: [start, end) pairs, 512 KiB aligned. */
 export function planRanges(size: number, threads: number): [number, number][] {
@@ -108,7 +104,6 @@ export class DigestPool {
   private startFailures = 0
   private startError: Error | undefined
   private mainBuffer: BlockBuffer | undefined
-  private readonly prestarted: Worker[]
 
   constructor(opts: DigestPoolOptions = {}) {
     const n = opts.threads ?? availableParallelism()
@@ -117,7 +112,6 @@ export class DigestPool {
     if (n === 0 && !this.mainThread) throw new RangeError('threads: 0 needs mainThread: true')
     this.threads = Math.min(n, MAX_THREADS)
     this.keepProcessAlive = opts.keepProcessAlive ?? true
-    this.prestarted = [...(opts.started ?? [])]
   }
 
   /** From now on the calling thread hashes queued work too (see DigestPoolOptions.mainThread). */
@@ -205,7 +199,7 @@ export class DigestPool {
     for (const p of this.queue.splice(0)) p.reject(closedErr)
     const slots = this.slots.splice(0)
     for (const s of slots) for (const p of s.inflight.values()) p.reject(closedErr)
-    await Promise.all([...slots.map((s) => s.worker), ...this.prestarted.splice(0)].map((w) => w.terminate()))
+    await Promise.all(slots.map((s) => s.worker.terminate()))
   }
 
   /** A large file of `size` bytes: its ranges are hashed by the workers, the top levels here. */
@@ -291,10 +285,10 @@ export class DigestPool {
   }
 
   private spawn(): Slot {
-    let worker = this.prestarted.shift()
-    while (worker && workerState(worker) === 'exited') worker = this.prestarted.shift()
-    worker ??= startDigestWorker()
-    const slot: Slot = {worker, inflight: new Map(), online: workerState(worker) === 'online'}
+    // No inherited node options: the worker is plain JavaScript, and some options (the
+    // --input-type of `node -e`) even stop a worker from starting.
+    const worker = new Worker(WORKER_URL, {execArgv: []})
+    const slot: Slot = {worker, inflight: new Map(), online: false}
     worker.on('online', () => {
       slot.online = true
       this.dispatch()
