@@ -327,9 +327,9 @@ function yieldToEventLoop(): Promise<void> {
 }
 
 /**
- * The fs-verity digest of the file at `path` (of its size when opened). With a pool, the pool does it; without one, a file
- * smaller than LARGE_FILE is hashed on this thread (reads are asynchronous) and a larger one by
- * a pool made for the call.
+ * The fs-verity digest of the file at `path` (of its size when opened). With a pool, the pool
+ * does it; without one, a file smaller than LARGE_FILE is hashed on this thread (reads are
+ * asynchronous) and a larger one by a pool made for the call.
  */
 export async function digestFile(path: FilePath, opts: {pool?: DigestPool} = {}): Promise<Buffer> {
   if (opts.pool) return opts.pool.digestFile(path)
