@@ -14,8 +14,8 @@ import {availableParallelism} from 'node:os'
 import {Worker} from 'node:worker_threads'
 
 import {BlockBuffer, openRegular, READ_SIZE, shrankError} from './file-hash.js'
-import {descriptorDigest, FsVerityHasher, LEVEL1_SPAN, MerkleLevels} from './merkle.js'
-import {FileOutcome, fromWireError, Reply, Task} from './protocol.js'
+import {descriptorDigest, DIGEST_SIZE, FsVerityHasher, LEVEL1_SPAN, MerkleLevels} from './merkle.js'
+import {FilesReply, FileStatus, fromWireError, Reply, Task} from './protocol.js'
 import {runTask} from './task.js'
 
 /** A path as node:fs takes it: a string, or raw bytes for a name that is not UTF-8. */
@@ -168,24 +168,31 @@ export class DigestPool {
         onProgress?.(done, bytes)
         if (done === paths.length) resolve(outcomes)
       }
-      const onBatch = (first: number, got: FileOutcome[]): void =>
-        got.forEach((o, k) => {
+      const onBatch = (first: number, r: FilesReply): void => {
+        for (const {index, error} of r.errors)
+          settle(first + index, {path: paths[first + index]!, error: fromWireError(error)}, 0)
+        for (let k = 0; k < r.status.length; k++) {
           const i = first + k
           const path = paths[i]!
-          if ('digest' in o) settle(i, {path, digest: Buffer.from(o.digest), size: o.size}, o.size)
-          else if ('error' in o) settle(i, {path, error: fromWireError(o.error)}, 0)
-          else
-            this.digestLarge(path, o.size).then(
-              (digest) => settle(i, {path, digest, size: o.size}, o.size),
+          const size = r.sizes[k]!
+          if (r.status[k] === FileStatus.Digested) {
+            // A view of the reply's buffer: no copy, no object per file beyond the Buffer.
+            const digest = Buffer.from(r.digests.buffer, r.digests.byteOffset + k * DIGEST_SIZE, DIGEST_SIZE)
+            settle(i, {path, digest, size}, size)
+          } else if (r.status[k] === FileStatus.Large) {
+            this.digestLarge(path, size).then(
+              (digest) => settle(i, {path, digest, size}, size),
               (error: NodeJS.ErrnoException) => settle(i, {path, error}, 0),
             )
-        })
+          }
+        }
+      }
       const hashers = this.threads + (this.mainThread ? 1 : 0)
       const batch = Math.max(1, Math.min(MAX_BATCH, Math.ceil(paths.length / (hashers * BATCHES_PER_THREAD))))
       for (let first = 0; first < paths.length; first += batch) {
         const slice = paths.slice(first, first + batch)
         this.run({id: 0, kind: 'files', paths: slice, largeFrom: LARGE_FILE}).then(
-          (reply) => onBatch(first, (reply as Extract<Reply, {kind: 'files'}>).outcomes),
+          (reply) => onBatch(first, reply as FilesReply),
           (error: NodeJS.ErrnoException) => slice.forEach((path, k) => settle(first + k, {path, error}, 0)),
         )
       }

@@ -28,13 +28,36 @@ export interface RangeTask {
 
 export type Task = FilesTask | RangeTask
 
-export type FileOutcome =
-  {digest: Uint8Array; size: number} | {large: true; size: number} | {error: WireError}
+/** What became of each file of a FilesTask (FilesReply.status). */
+export const enum FileStatus {
+  /** Its digest is in `digests`. */
+  Digested = 0,
+  /** At least `largeFrom` bytes: only sized, for the pool to split into ranges. */
+  Large = 1,
+  /** It could not be digested: see `errors`. */
+  Failed = 2,
+}
+
+/**
+ * The outcome of a FilesTask, packed: a few typed arrays whose buffers are transferred, not one
+ * cloned object and array per file (on a tree of 32k files those were megabytes of short-lived
+ * objects for the calling thread's garbage collector).
+ */
+export interface FilesReply {
+  id: number
+  kind: 'files'
+  /** One FileStatus per file. */
+  status: Uint8Array
+  /** 32 bytes per file; those of files not Digested are zero. */
+  digests: Uint8Array
+  /** The size of each file Digested or Large. */
+  sizes: Float64Array
+  /** The error of each Failed file, by its index in the task. */
+  errors: {index: number; error: WireError}[]
+}
 
 export type Reply =
-  | {id: number; kind: 'files'; outcomes: FileOutcome[]}
-  | {id: number; kind: 'range'; level1: Uint8Array}
-  | {id: number; kind: 'error'; error: WireError}
+  FilesReply | {id: number; kind: 'range'; level1: Uint8Array} | {id: number; kind: 'error'; error: WireError}
 
 export function toWireError(err: unknown): WireError {
   const e = err as NodeJS.ErrnoException

@@ -2,20 +2,36 @@
 import {closeSync} from 'node:fs'
 
 import {BlockBuffer, digestOpenFile, fileError, level1OfRange, openRegular} from './file-hash.js'
-import {FileOutcome, RangeTask, Reply, Task, toWireError} from './protocol.js'
+import {DIGEST_SIZE} from './merkle.js'
+import {FilesReply, FilesTask, FileStatus, RangeTask, Reply, Task, toWireError} from './protocol.js'
 
-function digestOne(path: string | Uint8Array, largeFrom: number, bb: BlockBuffer): FileOutcome {
-  try {
-    const {fd, size} = openRegular(path)
-    try {
-      if (size >= largeFrom) return {large: true, size}
-      return {digest: new Uint8Array(digestOpenFile(fd, size, bb)), size}
-    } finally {
-      closeSync(fd)
-    }
-  } catch (err) {
-    return {error: toWireError(err)}
+/** Digests the files of `t` into one packed reply (see FilesReply). */
+function digestFiles(t: FilesTask, bb: BlockBuffer): FilesReply {
+  const n = t.paths.length
+  const reply: FilesReply = {
+    id: t.id,
+    kind: 'files',
+    status: new Uint8Array(n),
+    digests: new Uint8Array(n * DIGEST_SIZE),
+    sizes: new Float64Array(n),
+    errors: [],
   }
+  for (let k = 0; k < n; k++) {
+    try {
+      const {fd, size} = openRegular(t.paths[k]!)
+      try {
+        reply.sizes[k] = size
+        if (size >= t.largeFrom) reply.status[k] = FileStatus.Large
+        else reply.digests.set(digestOpenFile(fd, size, bb), k * DIGEST_SIZE)
+      } finally {
+        closeSync(fd)
+      }
+    } catch (err) {
+      reply.status[k] = FileStatus.Failed
+      reply.errors.push({index: k, error: toWireError(err)})
+    }
+  }
+  return reply
 }
 
 function hashRange(t: RangeTask, bb: BlockBuffer): Uint8Array {
@@ -32,9 +48,10 @@ function hashRange(t: RangeTask, bb: BlockBuffer): Uint8Array {
 export function runTask(t: Task, bb: BlockBuffer): {reply: Reply; transfer: ArrayBuffer[]} {
   try {
     if (t.kind === 'files') {
+      const reply = digestFiles(t, bb)
       return {
-        reply: {id: t.id, kind: 'files', outcomes: t.paths.map((p) => digestOne(p, t.largeFrom, bb))},
-        transfer: [],
+        reply,
+        transfer: [reply.status.buffer, reply.digests.buffer, reply.sizes.buffer] as ArrayBuffer[],
       }
     }
     const level1 = hashRange(t, bb)
