@@ -126,7 +126,19 @@ export function isObjectPath(path: string): boolean {
   return OBJECT_PATH.test(path)
 }
 
-const HEX = Buffer.from('0123456789abcdef', 'latin1')
+/** The lower-case hex digits as bytes, for spelling bytes out without making strings. */
+export const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1')
+
+/** Spells src[start, end) in lower-case hex into `out` at `pos`; returns the position after it. */
+export function writeHex(out: Uint8Array, pos: number, src: Uint8Array, start: number, end: number): number {
+  for (let i = start; i < end; i++) {
+    const b = src[i]!
+    out[pos++] = HEX_DIGITS[b >> 4]!
+    out[pos++] = HEX_DIGITS[b & 15]!
+  }
+  return pos
+}
+
 /** Where objectPath spells a path out; 2 + 1 + 62 bytes for a 32-byte digest. */
 let pathScratch = Buffer.alloc(1 + 2 * DIGEST_SIZE)
 
@@ -140,12 +152,8 @@ export function objectPath(digest: Uint8Array): string {
   if (digest.length === 0) return '/'
   const length = 1 + 2 * digest.length
   if (pathScratch.length < length) pathScratch = Buffer.alloc(length)
-  for (let i = 0, o = 0; i < digest.length; i++) {
-    const b = digest[i]!
-    pathScratch[o++] = HEX[b >> 4]!
-    pathScratch[o++] = HEX[b & 15]!
-    if (i === 0) pathScratch[o++] = 0x2f // "/"
-  }
+  pathScratch[writeHex(pathScratch, 0, digest, 0, 1)] = 0x2f // "/"
+  writeHex(pathScratch, 3, digest, 1, digest.length)
   return pathScratch.toString('latin1', 0, length)
 }
 

@@ -6,6 +6,8 @@
 // printable non-space ASCII character (C locale `isgraph`) becomes `\xhh` (lower case), and
 // two field-specific rules can be switched on with flags.
 
+import {HEX_DIGITS} from '../../tree/node.js'
+
 /** Escape `=` too (xattr keys and values, where `=` separates them). */
 export const ESCAPE_EQUAL = 1
 /** A field consisting of a single `-` would read back as "absent": write it as `\x2d`. */
@@ -116,8 +118,6 @@ function needsEscape(c: number, flags: number): boolean {
 /** The most bytes one input byte escapes to (`\xhh`): callers size the output by this. */
 export const MAX_ESCAPED_BYTES = 4
 
-const HEX = Buffer.from('0123456789abcdef', 'latin1')
-
 /**
  * Escapes src[start, end) for a dump field into `out` at `pos` (which must have room for
  * MAX_ESCAPED_BYTES per input byte); returns the position after it.
@@ -133,8 +133,8 @@ export function escapeInto(
   if ((flags & ESCAPE_LONE_DASH) !== 0 && end - start === 1 && src[start] === DASH) {
     out[pos] = BACKSLASH
     out[pos + 1] = X
-    out[pos + 2] = HEX[DASH >> 4]!
-    out[pos + 3] = HEX[DASH & 15]!
+    out[pos + 2] = HEX_DIGITS[DASH >> 4]!
+    out[pos + 3] = HEX_DIGITS[DASH & 15]!
     return pos + 4
   }
   const equal = (flags & ESCAPE_EQUAL) !== 0 ? X : 0
@@ -148,8 +148,8 @@ export function escapeInto(
     out[pos++] = BACKSLASH
     out[pos++] = e
     if (e === X) {
-      out[pos++] = HEX[c >> 4]!
-      out[pos++] = HEX[c & 15]!
+      out[pos++] = HEX_DIGITS[c >> 4]!
+      out[pos++] = HEX_DIGITS[c & 15]!
     }
   }
   return pos

@@ -9,7 +9,7 @@
 // The output is plain ASCII: every byte outside printable ASCII is escaped.
 
 import {InvalidInputError} from '../../errors.js'
-import {cmpBytes, FsNode} from '../../tree/node.js'
+import {cmpBytes, FsNode, writeHex} from '../../tree/node.js'
 import type {Xattr} from '../../tree/node.js'
 import {ESCAPE_EQUAL, ESCAPE_LONE_DASH, escapeInto, escapeString, MAX_ESCAPED_BYTES} from './escape.js'
 
@@ -81,7 +81,6 @@ const SPACE = 0x20
 const NEWLINE = 0x0a
 const SLASH = 0x2f
 const DASH = 0x2d
-const HEX = Buffer.from('0123456789abcdef', 'latin1')
 /** The path, then eight numbers (none over 21 characters), an '@' and their separators. */
 const FIXED_FIELDS_MAX = 8 * 22 + 2
 
@@ -181,11 +180,7 @@ function writeOtherFields(
   const buf = sink.room(2 * digestLen + 1)
   let p = sink.pos
   if (f.digest === null) buf[p++] = DASH
-  for (let i = f.digestStart; i < f.digestEnd && f.digest !== null; i++) {
-    const b = f.digest[i]!
-    buf[p++] = HEX[b >> 4]!
-    buf[p++] = HEX[b & 15]!
-  }
+  else p = writeHex(buf, p, f.digest, f.digestStart, f.digestEnd)
   sink.pos = p
 }
 

@@ -17,6 +17,7 @@
 
 import {
   DIGEST_SIZE,
+  HEX_DIGITS,
   isObjectPath,
   S_IFBLK,
   S_IFMT,
@@ -94,7 +95,6 @@ const VALID_TYPES = [S_IFREG, S_IFDIR, S_IFLNK, S_IFBLK, S_IFCHR, S_IFSOCK, S_IF
 )
 const DOT = 0x2e
 const SLASH = 0x2f
-const HEX = Buffer.from('0123456789abcdef', 'latin1')
 
 /** The directory being walked: its entries as flat (nameStart, nameEnd, nid) triples. */
 interface Frame {
@@ -342,7 +342,7 @@ class Walker {
 }
 
 /** Each byte's two lower-case hex digits as a little-endian u16 (the first digit in the low byte). */
-const HEX_PAIR = new Uint16Array(256).map((_, b) => HEX[b >> 4]! | (HEX[b & 15]! << 8))
+const HEX_PAIR = new Uint16Array(256).map((_, b) => HEX_DIGITS[b >> 4]! | (HEX_DIGITS[b & 15]! << 8))
 
 /**
  * A file's redirect holds no NUL (upstream would silently cut there; a NUL means damage). And
