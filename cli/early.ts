@@ -129,7 +129,11 @@ async function isImageReference(source: string): Promise<boolean> {
 }
 
 async function readDump(parsed: EarlyBuildArguments): Promise<FsNode> {
-  const {treeFromDump} = await import('../src/build-from-dump.js')
+  const [{treeFromDump}, {compileQuicklyForSmall, DUMP_BUILD_QUICK_MAX}] = await Promise.all([
+    import('../src/build-from-dump.js'),
+    import('./compile-tuning.js'),
+  ])
+  compileQuicklyForSmall(parsed.source, DUMP_BUILD_QUICK_MAX)
   return treeFromDump(parsed.source, {strict: parsed.strict})
 }
 
