@@ -27,18 +27,20 @@ export const DUMP_BUILD_QUICK_MAX = 64 << 20
 
 /**
  * Turns TurboFan's inlining off for the rest of the process when the file at `path` is at most
- * `quickMax` bytes. Call it before the hot code first runs: what is already optimized stays as
- * it is. A path that cannot be stat'ed (stdin, a missing file: the command reports that) changes
- * nothing. Set at run time rather than on node's command line, where any V8 flag makes Node
- * compile its own built-in modules again (~14 ms on `--help`).
+ * `quickMax` bytes, and says whether it did. Call it before the hot code first runs: what is
+ * already optimized stays as it is. A path that cannot be stat'ed (stdin, a missing file: the
+ * command reports that) changes nothing. Set at run time rather than on node's command line,
+ * where any V8 flag makes Node compile its own built-in modules again (~14 ms on `--help`).
  */
-export function compileQuicklyForSmall(path: string, quickMax: number): void {
-  if (path === '-') return
+export function compileQuicklyForSmall(path: string, quickMax: number): boolean {
+  if (path === '-') return false
   let size: number
   try {
     size = statSync(path).size
   } catch {
-    return
+    return false
   }
-  if (size <= quickMax) setFlagsFromString('--no-turbo-inlining')
+  if (size > quickMax) return false
+  setFlagsFromString('--no-turbo-inlining')
+  return true
 }
