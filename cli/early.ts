@@ -8,10 +8,13 @@
 //   [--strict]` (SOURCE a file, not stdin), `build TREE -o|--output OUTPUT` (TREE not a
 //   container image reference) and `image dump IMAGE`, each flag at most once;
 // - they print exactly what the oclif commands print (test/early.test.ts compares both);
-// - anything else (--json, --help, another flag, a value that looks like a flag) and every
-//   failure go on to oclif, which runs the command again and reports: errors are always oclif's.
-//   Neither command has written anything when it fails (the image is renamed into place last,
-//   the dump is printed only after the whole image was read and checked).
+// - anything else (--json, --help, another flag, a value that looks like a flag, a container
+//   image) goes on to oclif;
+// - a failure is reported here as BaseCommand reports it (one line, the same exit code): handing
+//   it to oclif ran the whole command again, so a tree build that failed at its end (an output
+//   directory that is not there) scanned and hashed the tree twice before saying so. Neither
+//   command has written anything when it fails (the image is renamed into place last, the dump is
+//   printed only after the whole image was read and checked).
 
 import type {FsNode} from '../src/tree/node.js'
 import type {Progress} from './progress.js'
@@ -74,7 +77,7 @@ function ignoreEpipe(): void {
   })
 }
 
-/** BaseCommand's rendering of an error that happens after output has begun (cli/base.ts). */
+/** BaseCommand's rendering of an error (cli/base.ts): one line on stderr, the error's exit code. */
 async function failAsBaseCommand(err: unknown): Promise<number> {
   const {CfsError, ExitCode, oneLine} = await import('../src/errors.js')
   if (process.env.CFSBOOT_DEBUG) console.error(err)
@@ -85,7 +88,8 @@ async function failAsBaseCommand(err: unknown): Promise<number> {
 
 /**
  * Called by bin/run.js with the arguments after `build`. Returns the exit code when it has
- * built the image and printed its digest, or undefined when oclif should run the command.
+ * answered the command (built the image and printed its digest, or reported why not), or
+ * undefined when oclif should run the command.
  */
 export async function buildBeforeOclif(args: readonly string[]): Promise<number | undefined> {
   const parsed = readBuildArguments(args)
@@ -95,6 +99,7 @@ export async function buildBeforeOclif(args: readonly string[]): Promise<number 
   try {
     // A container image is built by oclif's command.
     if (!parsed.fromDump && (await isImageReference(parsed.source))) return undefined
+    await (await import('../src/image-output.js')).checkImageOutput(parsed.output)
     // The writer's modules load beside the scanner's and between slices of the walk instead of
     // before it, so the walk and the hashing start sooner (on the 32k-entry Debian tree, a
     // loaded 2-core machine, 8 runs each: walk started at a median of ~225 ms against ~275 ms).
@@ -111,8 +116,8 @@ export async function buildBeforeOclif(args: readonly string[]): Promise<number 
     } finally {
       progress?.stop()
     }
-  } catch {
-    return undefined
+  } catch (err) {
+    return failAsBaseCommand(err)
   }
   process.stdout.write(digest + '\n')
   return 0
@@ -151,13 +156,8 @@ export async function dumpBeforeOclif(args: readonly string[]): Promise<number |
   if (image === undefined) return undefined
   ignoreEpipe()
   const {readImageDump} = await import('./print-dump.js')
-  let print: () => Promise<void>
   try {
-    print = await readImageDump(image)
-  } catch {
-    return undefined
-  }
-  try {
+    const print = await readImageDump(image)
     await print()
     return 0
   } catch (err) {

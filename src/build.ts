@@ -22,6 +22,7 @@ import {importImage} from './oci/import.js'
 import {parseImageReference} from './oci/reference.js'
 import {registryOptions, TransportOptions} from './remote/source-types.js'
 import {writeImageFile} from './write-image-file.js'
+import {checkImageOutput} from './image-output.js'
 
 export interface BuildOptions {
   /** A directory tree, or with `fromDump` a composefs-dump file ("-" for stdin). */
@@ -91,6 +92,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   let objects = {dir: opts.objects ?? null, added: 0, present: 0}
   let oci: BuildResult['oci']
   const ref = opts.fromDump ? null : parseImageReference(opts.source)
+  await checkImageOutput(opts.output)
   if (ref) {
     const imported = await importImage(ref, {
       ...(opts.objects !== undefined && {objects: opts.objects}),

@@ -175,12 +175,36 @@ process.exitCode = (await buildBeforeOclif(JSON.parse(process.argv[1]))) ?? 99`
     assert.ok(readFileSync(a).equals(readFileSync(b)))
   })
 
-  it('build TREE leaves errors and container images to oclif', () => {
+  it('build TREE leaves container images to oclif', () => {
     const a = join(work, 'none.cfs')
-    for (const source of [join(work, 'no-such-tree'), 'oci:' + join(work, 'no-such-layout'), 'docker://']) {
+    for (const source of ['oci:' + join(work, 'no-such-layout'), 'docker://']) {
       assert.equal(earlyModule([source, '-o', a]).status, 99, source)
     }
     assert.equal(existsSync(a), false)
+  })
+
+  it('build TREE reports its own failures as oclif does, without running again', () => {
+    const tree = join(work, 'small-tree')
+    mkdirSync(tree, {recursive: true})
+    writeFileSync(join(tree, 'file'), Buffer.alloc(10_000, 3))
+    const cases: [source: string, output: string, error: RegExp][] = [
+      [join(work, 'no-such-tree'), join(work, 'none.cfs'), /no such directory/],
+      // Refused before the tree is scanned, not after it was hashed.
+      [tree, join(work, 'no-such-dir', 'x.cfs'), /the directory .*no-such-dir does not exist$/],
+      [tree, tree, /: is a directory$/],
+    ]
+    for (const [source, output, error] of cases) {
+      const e = earlyModule([source, '-o', output])
+      const o = oclif(['build', source, '-o', output])
+      assert.notEqual(e.status, 99, `${source}: the early path handed its failure on`)
+      assert.equal(e.status, 3)
+      assert.equal(e.status, o.status)
+      assert.equal(e.stdout, '')
+      assert.deepEqual(errorLines(e.stderr), errorLines(o.stderr))
+      assert.equal(errorLines(e.stderr).length, 1)
+      assert.match(errorLines(e.stderr)[0]!, error)
+    }
+    assert.equal(existsSync(join(work, 'no-such-dir')), false)
   })
 
   it('image dump prints the same text', () => {
