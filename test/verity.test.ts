@@ -23,6 +23,7 @@ import {
 } from '../src/verity/merkle.js'
 import {readArguments} from '../src/verity/early.js'
 import {DigestPool, digestFile, LARGE_FILE, planRanges} from '../src/verity/pool.js'
+import {holdsAtLeast} from '../src/verity/sizes.js'
 import {needTool, run} from './helpers/tools.js'
 
 const work = mkdtempSync(join(tmpdir(), 'cfsboot-verity-'))
@@ -253,6 +254,30 @@ describe('MerkleLevels and range planning', () => {
         assert.ok(lengths.at(-2) === undefined || lengths.at(-2)! <= lengths[0]!)
       }
     }
+  })
+})
+
+describe('holdsAtLeast (whether workers are worth starting)', () => {
+  const dir = join(work, 'sizes')
+  before(() => {
+    mkdirSync(dir)
+    for (let i = 0; i < 600; i++) writeFileSync(join(dir, `f${i}`), Buffer.alloc(1000))
+  })
+  const files = (n: number): string[] => Array.from({length: n}, (_, i) => join(dir, `f${i}`))
+
+  it('sums a short list exactly, counting only regular files', () => {
+    const list = [...files(3), dir, join(dir, 'missing')]
+    assert.equal(holdsAtLeast(list, 3000), true)
+    assert.equal(holdsAtLeast(list, 3001), false)
+    assert.equal(holdsAtLeast([], 1), false)
+  })
+
+  it('judges a long list by its first 512 files', () => {
+    // 600 files of 1000 bytes: 512 stat-ed stand for 600 000 bytes.
+    assert.equal(holdsAtLeast(files(600), 600_000), true)
+    assert.equal(holdsAtLeast(files(600), 600_001), false)
+    // Met within the sample: no extrapolation needed.
+    assert.equal(holdsAtLeast(files(600), 100_000), true)
   })
 })
 

@@ -12,16 +12,22 @@ import {statSync} from 'node:fs'
  */
 export const WORKERS_FROM_BYTES = 96 * 1024 * 1024
 
+/** Files stat-ed at most to judge the size of a long list (~2 ms; a stat costs 3-4 µs). */
+const SAMPLE_FILES = 512
+
 /**
  * Whether the regular files in `paths` hold at least `bytes` bytes together (the others are
- * reported later). Stops stat-ing as soon as the answer is known.
+ * reported later). Stops stat-ing as soon as the answer is known, and judges a list of more than
+ * SAMPLE_FILES by its first ones: stat-ing 3,000 small files to reach 96 MiB cost more than the
+ * choice it informs could gain.
  */
 export function holdsAtLeast(paths: string[], bytes: number): boolean {
   let total = 0
-  for (const p of paths) {
-    const st = statSync(p, {throwIfNoEntry: false})
+  const sample = Math.min(paths.length, SAMPLE_FILES)
+  for (let i = 0; i < sample; i++) {
+    const st = statSync(paths[i]!, {throwIfNoEntry: false})
     if (st?.isFile()) total += st.size
     if (total >= bytes) return true
   }
-  return false
+  return total * (paths.length / sample) >= bytes
 }
