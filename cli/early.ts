@@ -134,11 +134,12 @@ async function isImageReference(source: string): Promise<boolean> {
 }
 
 async function readDump(parsed: EarlyBuildArguments): Promise<FsNode> {
-  const [{treeFromDump}, {compileQuicklyForSmall, DUMP_BUILD_QUICK_MAX}] = await Promise.all([
+  const [{treeFromDump}, v8] = await Promise.all([
     import('../src/build-from-dump.js'),
-    import('./compile-tuning.js'),
+    import('./v8-tuning.js'),
   ])
-  compileQuicklyForSmall(parsed.source, DUMP_BUILD_QUICK_MAX)
+  v8.keepYoungGenerationSmall()
+  v8.compileQuicklyForSmall(parsed.source, v8.DUMP_BUILD_QUICK_MAX)
   return treeFromDump(parsed.source, {strict: parsed.strict})
 }
 

@@ -1,7 +1,7 @@
 // Printing an image's dump on stdout: shared by `image dump` (commands/image/dump.ts) and its
 // early path (cli/early.ts), so both print the same bytes the same way.
 import {imageDump} from '../src/image/dump.js'
-import {compileQuicklyForSmall, IMAGE_DUMP_QUICK_MAX} from './compile-tuning.js'
+import {compileQuicklyForSmall, IMAGE_DUMP_QUICK_MAX} from './v8-tuning.js'
 
 /**
  * Reads and checks the whole image (a broken one throws here, with nothing printed) and returns

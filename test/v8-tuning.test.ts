@@ -1,4 +1,4 @@
-// cli/compile-tuning.ts: which inputs make the process compile without inlining. Each case runs
+// cli/v8-tuning.ts: which inputs make the process compile without inlining. Each case runs
 // in its own process, as the flag holds for the rest of a process.
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
@@ -14,7 +14,7 @@ after(() => rmSync(work, {recursive: true, force: true}))
 
 /** What compileQuicklyForSmall(path, quickMax) returns in a fresh process. */
 function decides(path: string, quickMax: number): boolean {
-  const module = JSON.stringify(join(REPO, 'dist', 'cli', 'compile-tuning.js'))
+  const module = JSON.stringify(join(REPO, 'dist', 'cli', 'v8-tuning.js'))
   const script = `const {compileQuicklyForSmall} = await import(${module})
 process.stdout.write(String(compileQuicklyForSmall(process.argv[1], ${quickMax})))`
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, path], {encoding: 'utf8'})
