@@ -1,6 +1,6 @@
 // How V8 runs the short metadata commands, set at run time (`v8.setFlagsFromString`) rather
 // than on node's command line: any V8 flag there makes Node compile its own built-in modules
-// again instead of using their embedded code cache (10-20 ms: ~14 ms on `--help`, ~19 ms on a
+// again instead of using their embedded code cache (10-20 ms: ~14 ms on `--help`, 7-19 ms on a
 // dump build). Two settings:
 //
 // Inlining. `build --from-dump` and `image dump` of a typical OS tree (30-60k entries) finish in
