@@ -29,7 +29,7 @@ cfsboot.conf's [gc] keep-rollback says (default 1), and every pinned one.`
     )
     const verb = r.dryRun ? 'would free' : 'freed'
     this.log(
-      `${verb} ${r.bytes} bytes: ${r.deployments.removed.length} deployment(s), ${r.images} image(s), ${r.objects} object(s), ${r.kernels} kernel(s), ${r.entries} entr${r.entries === 1 ? 'y' : 'ies'}`,
+      `${verb} ${r.bytes} bytes: ${r.deployments.removed.length} deployment(s), ${r.images} image(s), ${r.objects} object(s), ${r.kernels} kernel(s), ${r.entries} entr${r.entries === 1 ? 'y' : 'ies'}, ${r.layerRecords} layer record(s)`,
     )
     return r
   }

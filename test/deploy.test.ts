@@ -12,7 +12,7 @@ import {
   writeFileSync,
 } from 'node:fs'
 import {tmpdir} from 'node:os'
-import {join} from 'node:path'
+import {join, relative} from 'node:path'
 import {after, describe, test} from 'node:test'
 
 import {Status} from '../src/deploy/status.js'
@@ -243,6 +243,19 @@ describe('gc', () => {
     assert.equal(r.code, 0, r.stderr)
     r = await cli(s, ['pin', v2.digest.slice(0, 8)])
     assert.equal(r.code, 0, r.stderr)
+    // Layer records of container builds into this store (src/oci/cache.ts): one naming B (v2
+    // only), one naming A and S (v1), one naming T (v2 and v3), and one unreadable.
+    const layers = join(s.paths.objects, '.layers')
+    mkdirSync(layers)
+    const digestOf = (p: string): string => relative(s.paths.objects, p).replace('/', '')
+    const record = (name: string, ...objects: string[]): string => {
+      const entries = objects.map((o, i) => ({path: `/f${i}`, digest: digestOf(o)}))
+      entries.push({path: '/inline'} as (typeof entries)[number])
+      writeFileSync(join(layers, name), JSON.stringify({version: 1, diffId: 'sha256:x', entries}))
+      return join(layers, name)
+    }
+    const [recB, recAS, recT] = [record('b.json', b), record('as.json', a, sh), record('t.json', t)]
+    writeFileSync(join(layers, 'broken.json'), '{')
 
     // Everything pinned or default: gc removes nothing.
     let g = await cliJson<GcResult>(s, ['gc'])
@@ -250,6 +263,9 @@ describe('gc', () => {
     assert.equal(schemaErrors('gc', g.json), '')
     assert.deepEqual([g.json.deployments.removed, g.json.objects], [[], 0])
     for (const p of [a, b, c, sh, t]) assert.ok(existsSync(p))
+    // Only the unreadable record goes: every object the others name is kept.
+    assert.equal(g.json.layerRecords, 1)
+    for (const p of [recB, recAS, recT]) assert.ok(existsSync(p))
 
     // Drop v2: its own object B goes; S (v1 still) and T (v3 still) stay.
     await cli(s, ['unpin', v2.digest.slice(0, 8)])
@@ -263,6 +279,9 @@ describe('gc', () => {
     assert.equal(g.json.objects, dry.json.objects)
     assert.ok(g.json.objects >= 1)
     assert.ok(!existsSync(b), 'v2-only object survived')
+    assert.deepEqual([dry.json.layerRecords, g.json.layerRecords], [1, 1])
+    assert.ok(!existsSync(recB), "the record naming v2's own object survived")
+    for (const p of [recAS, recT]) assert.ok(existsSync(p), `${p} removed too early`)
     for (const p of [a, c, sh, t]) assert.ok(existsSync(p), `${p} removed too early`)
     assert.ok(!existsSync(join(s.paths.images, v2.digest)))
     assert.ok(!existsSync(join(s.paths.deployments, v2.digest)))
@@ -276,6 +295,8 @@ describe('gc', () => {
     assert.deepEqual(g.json.deployments.removed, [v1.digest])
     for (const p of [a, sh]) assert.ok(!existsSync(p), `${p} survived its last user`)
     for (const p of [c, t]) assert.ok(existsSync(p))
+    assert.equal(g.json.layerRecords, 1)
+    assert.deepEqual([existsSync(recAS), existsSync(recT)], [false, true])
     assert.deepEqual(await incomplete(s.paths, v3.digest), [])
     const st = await statusOk(s)
     assert.deepEqual(

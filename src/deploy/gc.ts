@@ -3,7 +3,8 @@
 // Mark: the kept deployments (booted, default, `keep-rollback` more, pinned — see view.ts), their
 // images (parsed: every object they reference), their kernel directories and entries.
 // Sweep, in the reverse of deploy's order so a crash leaves only unreferenced files:
-// entries of dropped deployments → their directories → images → kernels → objects.
+// entries of dropped deployments → their directories → images → kernels → objects; then the
+// layer records of container builds (src/store/layer-records.ts) that name an object gone.
 // Runs under the sysroot lock: no deploy can be importing meanwhile. Objects listed by a pull in
 // progress or a staged download (composefs/downloads/*/keep, src/deploy/downloads.ts)
 // are kept too: a pull registers its release under the lock before its first object arrives.
@@ -13,6 +14,7 @@ import {join} from 'node:path'
 
 import {DamageError, oneLine} from '../errors.js'
 import {ObjectStore} from '../store/objects.js'
+import {pruneLayerRecords} from '../store/layer-records.js'
 import {objectPath} from '../tree/node.js'
 import {fsyncDir} from '../util/fs.js'
 import {Config} from './config.js'
@@ -30,6 +32,8 @@ export interface GcResult {
   images: number
   kernels: number
   objects: number
+  /** Layer records of container builds removed (src/store/layer-records.ts): they named a removed object. */
+  layerRecords: number
   bytes: number
 }
 
@@ -74,6 +78,7 @@ export async function gc(opts: {
       images: 0,
       kernels: 0,
       objects: 0,
+      layerRecords: 0,
       bytes: 0,
     }
 
@@ -130,6 +135,9 @@ export async function gc(opts: {
       result.bytes += await sizeOf(join(paths.objects, path))
       if (!dryRun) await rm(join(paths.objects, path), {force: true})
     }
+    const records = await pruneLayerRecords(paths.objects, (path) => keptObjects.has(path), dryRun)
+    result.layerRecords = records.records
+    result.bytes += records.bytes
     if (!dryRun) {
       await store.cleanTemporary()
       await rm(paths.staging, {recursive: true, force: true})
