@@ -243,8 +243,8 @@ describe('gc', () => {
     assert.equal(r.code, 0, r.stderr)
     r = await cli(s, ['pin', v2.digest.slice(0, 8)])
     assert.equal(r.code, 0, r.stderr)
-    // Layer records of container builds into this store (src/oci/cache.ts): one naming B (v2
-    // only), one naming A and S (v1), one naming T (v2 and v3), and one unreadable.
+    // Layer records of container builds in this store (src/store/layer-records.ts): one naming
+    // B (v2 only), one naming A and S (v1), one naming T (v2 and v3), and one unreadable.
     const layers = join(s.paths.objects, '.layers')
     mkdirSync(layers)
     const digestOf = (p: string): string => relative(s.paths.objects, p).replace('/', '')

@@ -32,7 +32,7 @@ export interface GcResult {
   images: number
   kernels: number
   objects: number
-  /** Layer records of container builds removed (src/store/layer-records.ts): they named a removed object. */
+  /** Layer records of container builds removed: they named a removed object (store/layer-records.ts). */
   layerRecords: number
   bytes: number
 }

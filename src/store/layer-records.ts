@@ -43,7 +43,7 @@ export async function readLayerRecord<E extends RecordEntry>(
   return rec.entries as E[]
 }
 
-/** Writes (atomically) the record of layer `diffId`: only once the objects it names are committed. */
+/** Writes (atomically) the record of layer `diffId`; only once the objects it names are committed. */
 export async function writeLayerRecord(
   objectsDir: string,
   diffId: string,
