@@ -138,8 +138,7 @@ async function readDump(parsed: EarlyBuildArguments): Promise<FsNode> {
     import('../src/build-from-dump.js'),
     import('./v8-tuning.js'),
   ])
-  v8.keepYoungGenerationSmall()
-  v8.compileQuicklyForSmall(parsed.source, v8.DUMP_BUILD_QUICK_MAX)
+  v8.tuneDumpBuild(parsed.source)
   return treeFromDump(parsed.source, {strict: parsed.strict})
 }
 

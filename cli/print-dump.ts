@@ -1,14 +1,14 @@
 // Printing an image's dump on stdout: shared by `image dump` (commands/image/dump.ts) and its
 // early path (cli/early.ts), so both print the same bytes the same way.
 import {imageDump} from '../src/image/dump.js'
-import {compileQuicklyForSmall, IMAGE_DUMP_QUICK_MAX} from './v8-tuning.js'
+import {tuneImageDump} from './v8-tuning.js'
 
 /**
  * Reads and checks the whole image (a broken one throws here, with nothing printed) and returns
  * the function that prints its dump on stdout.
  */
 export async function readImageDump(image: string): Promise<() => Promise<void>> {
-  compileQuicklyForSmall(image, IMAGE_DUMP_QUICK_MAX)
+  tuneImageDump(image)
   const print = await imageDump(image)
   return () => printOnStdout(print)
 }

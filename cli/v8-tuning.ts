@@ -32,15 +32,24 @@
 import {statSync} from 'node:fs'
 import {setFlagsFromString} from 'node:v8'
 
-/** A dump build: the young generation stays at its first 1 MiB (see above). */
-export function keepYoungGenerationSmall(): void {
-  setFlagsFromString('--semi-space-growth-factor=1')
+/** `image dump` of an image up to this size (~70k entries) compiles without inlining. */
+const IMAGE_DUMP_QUICK_MAX = 16 << 20
+/** `build --from-dump` of a dump up to this size (~350k entries) compiles without inlining. */
+const DUMP_BUILD_QUICK_MAX = 64 << 20
+
+/** Before `image dump` reads IMAGE (its early path and the command alike). */
+export function tuneImageDump(image: string): void {
+  compileQuicklyForSmall(image, IMAGE_DUMP_QUICK_MAX)
 }
 
-/** `image dump` of an image up to this size (~70k entries) compiles without inlining. */
-export const IMAGE_DUMP_QUICK_MAX = 16 << 20
-/** `build --from-dump` of a dump up to this size (~350k entries) compiles without inlining. */
-export const DUMP_BUILD_QUICK_MAX = 64 << 20
+/**
+ * Before `build --from-dump` parses SOURCE (its early path and the command alike): the young
+ * generation stays at its first 1 MiB (see above), and a small dump compiles without inlining.
+ */
+export function tuneDumpBuild(source: string): void {
+  setFlagsFromString('--semi-space-growth-factor=1')
+  compileQuicklyForSmall(source, DUMP_BUILD_QUICK_MAX)
+}
 
 /**
  * Turns TurboFan's inlining off for the rest of the process when the file at `path` is at most

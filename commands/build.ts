@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {buildImage, BuildResult} from '../src/build.js'
 import {BaseCommand} from '../cli/base.js'
-import {compileQuicklyForSmall, DUMP_BUILD_QUICK_MAX, keepYoungGenerationSmall} from '../cli/v8-tuning.js'
+import {tuneDumpBuild} from '../cli/v8-tuning.js'
 import {transportFlags, transportFrom} from '../cli/remote-flags.js'
 import {DEFAULT_CONFIG_VALUES} from '../src/deploy/config.js'
 import {progressBar} from '../cli/progress.js'
@@ -65,10 +65,7 @@ leaves no output file behind.`
   async run(): Promise<BuildResult> {
     const {args, flags} = await this.parse(Build)
     const progress = progressBar(!this.jsonEnabled() && process.stderr.isTTY === true)
-    if (flags['from-dump']) {
-      keepYoungGenerationSmall()
-      compileQuicklyForSmall(args.source, DUMP_BUILD_QUICK_MAX)
-    }
+    if (flags['from-dump']) tuneDumpBuild(args.source)
     try {
       const result = await buildImage({
         source: args.source,
