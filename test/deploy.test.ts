@@ -244,7 +244,7 @@ describe('gc', () => {
     r = await cli(s, ['pin', v2.digest.slice(0, 8)])
     assert.equal(r.code, 0, r.stderr)
     // Layer records of container builds in this store (src/store/layer-records.ts): one naming
-    // B (v2 only), one naming A and S (v1), one naming T (v2 and v3), and one unreadable.
+    // B (v2 only), one naming A and S (v1), one naming T (v2 and v3), and two unreadable.
     const layers = join(s.paths.objects, '.layers')
     mkdirSync(layers)
     const digestOf = (p: string): string => relative(s.paths.objects, p).replace('/', '')
@@ -256,6 +256,7 @@ describe('gc', () => {
     }
     const [recB, recAS, recT] = [record('b.json', b), record('as.json', a, sh), record('t.json', t)]
     writeFileSync(join(layers, 'broken.json'), '{')
+    writeFileSync(join(layers, 'null-entry.json'), '{"version":1,"diffId":"sha256:y","entries":[null]}')
 
     // Everything pinned or default: gc removes nothing.
     let g = await cliJson<GcResult>(s, ['gc'])
@@ -263,8 +264,8 @@ describe('gc', () => {
     assert.equal(schemaErrors('gc', g.json), '')
     assert.deepEqual([g.json.deployments.removed, g.json.objects], [[], 0])
     for (const p of [a, b, c, sh, t]) assert.ok(existsSync(p))
-    // Only the unreadable record goes: every object the others name is kept.
-    assert.equal(g.json.layerRecords, 1)
+    // Only the unreadable records go: every object the others name is kept.
+    assert.equal(g.json.layerRecords, 2)
     for (const p of [recB, recAS, recT]) assert.ok(existsSync(p))
 
     // Drop v2: its own object B goes; S (v1 still) and T (v3 still) stay.

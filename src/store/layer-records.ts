@@ -15,6 +15,7 @@ import {mkdir, readdir, readFile, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {objectPath} from '../tree/node.js'
+import {isDigest} from '../util/digest.js'
 import {writeFileAtomic} from '../util/fs.js'
 
 export const LAYER_CACHE_DIR = '.layers'
@@ -28,19 +29,31 @@ export interface RecordEntry {
 const recordPath = (objectsDir: string, diffId: string): string =>
   join(objectsDir, LAYER_CACHE_DIR, `${diffId.replace(/^sha256:/, '')}.json`)
 
+/** A record's diff ID and entries, or null when it is not one this version can read. */
+function parseRecord(text: string): {diffId: unknown; entries: unknown[]} | null {
+  let rec: {version?: unknown; diffId?: unknown; entries?: unknown}
+  try {
+    rec = JSON.parse(text) as typeof rec
+  } catch {
+    return null
+  }
+  if (rec.version !== VERSION || !Array.isArray(rec.entries)) return null
+  return {diffId: rec.diffId, entries: rec.entries}
+}
+
 /** The entries recorded for the layer `diffId`, or null (absent, unreadable, another version). */
 export async function readLayerRecord<E extends RecordEntry>(
   objectsDir: string,
   diffId: string,
 ): Promise<E[] | null> {
-  let rec: {version?: unknown; diffId?: unknown; entries?: unknown}
+  let text: string
   try {
-    rec = JSON.parse(await readFile(recordPath(objectsDir, diffId), 'latin1')) as typeof rec
+    text = await readFile(recordPath(objectsDir, diffId), 'latin1')
   } catch {
     return null
   }
-  if (rec.version !== VERSION || rec.diffId !== diffId || !Array.isArray(rec.entries)) return null
-  return rec.entries as E[]
+  const rec = parseRecord(text)
+  return rec && rec.diffId === diffId ? (rec.entries as E[]) : null
 }
 
 /** Writes (atomically) the record of layer `diffId`; only once the objects it names are committed. */
@@ -94,16 +107,12 @@ export async function pruneLayerRecords(
 }
 
 function namesOnlyKept(text: Buffer, isKept: (objectPath: string) => boolean): boolean {
-  let rec: {version?: unknown; entries?: unknown}
-  try {
-    rec = JSON.parse(text.toString('latin1')) as typeof rec
-  } catch {
-    return false
-  }
-  if (rec.version !== VERSION || !Array.isArray(rec.entries)) return false
-  for (const e of rec.entries as {digest?: unknown}[]) {
+  const rec = parseRecord(text.toString('latin1'))
+  if (!rec) return false
+  for (const e of rec.entries as (RecordEntry | null)[]) {
+    if (typeof e !== 'object' || e === null) return false
     if (e.digest === undefined) continue
-    if (typeof e.digest !== 'string' || !/^[0-9a-f]{64}$/.test(e.digest)) return false
+    if (typeof e.digest !== 'string' || !isDigest(e.digest)) return false
     if (!isKept(objectPath(Buffer.from(e.digest, 'hex')))) return false
   }
   return true
