@@ -4,7 +4,7 @@
 // here; oclif still renders its own usage errors (exit 2).
 import {Command, Errors} from '@oclif/core'
 
-import {CfsError, ExitCode, oneLine} from '../src/errors.js'
+import {errorReport} from './error-report.js'
 
 export abstract class BaseCommand extends Command {
   protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
@@ -16,13 +16,10 @@ export abstract class BaseCommand extends Command {
       return super.catch(err)
     }
     if (process.env.CFSBOOT_DEBUG) console.error(err)
-    const exit = err instanceof CfsError ? err.exitCode : ExitCode.Failure
-    const message = oneLine(err).replace(/\s*\n\s*/g, ' ')
-    if (this.jsonEnabled()) {
-      this.logJson({error: {code: err instanceof CfsError ? err.code : 'EFAILURE', message, exitCode: exit}})
-    }
-    process.stderr.write(`Error: ${message}\n`)
-    process.exitCode = exit
+    const report = errorReport(err)
+    if (this.jsonEnabled()) this.logJson({error: report})
+    process.stderr.write(`Error: ${report.message}\n`)
+    process.exitCode = report.exitCode
     return undefined
   }
 }

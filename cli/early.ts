@@ -79,11 +79,11 @@ function ignoreEpipe(): void {
 
 /** BaseCommand's rendering of an error (cli/base.ts): one line on stderr, the error's exit code. */
 async function failAsBaseCommand(err: unknown): Promise<number> {
-  const {CfsError, ExitCode, oneLine} = await import('../src/errors.js')
+  const {errorReport} = await import('./error-report.js')
   if (process.env.CFSBOOT_DEBUG) console.error(err)
-  const e = err instanceof Error ? err : new Error(String(err))
-  process.stderr.write(`Error: ${oneLine(e).replace(/\s*\n\s*/g, ' ')}\n`)
-  return e instanceof CfsError ? e.exitCode : ExitCode.Failure
+  const report = errorReport(err)
+  process.stderr.write(`Error: ${report.message}\n`)
+  return report.exitCode
 }
 
 /**
