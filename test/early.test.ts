@@ -9,6 +9,7 @@ import {
   linkSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -23,6 +24,7 @@ import {dumpToString} from '../src/format/dump/write.js'
 import {writeImage} from '../src/format/erofs/writer.js'
 import {richTree} from './helpers/sample-trees.js'
 import {REPO, RUN_JS} from './helpers/sysroot.js'
+import {needRoot, run} from './helpers/tools.js'
 
 const work = mkdtempSync(join(tmpdir(), 'cfsboot-early-'))
 after(() => rmSync(work, {recursive: true, force: true}))
@@ -206,6 +208,42 @@ process.exitCode = (await buildBeforeOclif(JSON.parse(process.argv[1]))) ?? 99`
     }
     assert.equal(existsSync(join(work, 'no-such-dir')), false)
   })
+
+  it(
+    'build refuses an OUTPUT under a file or on a read-only file system, writing nothing',
+    {
+      skip: needRoot('a read-only bind mount'),
+    },
+    () => {
+      const tree = join(work, 'small-tree')
+      const file = join(work, 'a-file')
+      writeFileSync(file, 'not a directory')
+      const ro = join(work, 'read-only')
+      mkdirSync(ro)
+      run('mount', ['--bind', ro, ro])
+      try {
+        run('mount', ['-o', 'remount,bind,ro', ro])
+        const cases: [output: string, error: RegExp][] = [
+          [join(file, 'x.cfs'), /a-file is not a directory$/],
+          [join(ro, 'x.cfs'), /cannot write in .*read-only \(a read-only file system\)$/],
+        ]
+        for (const [output, error] of cases) {
+          const e = earlyModule([tree, '-o', output])
+          const o = oclif(['build', tree, '-o', output])
+          assert.equal(e.status, 3)
+          assert.equal(o.status, 3)
+          assert.equal(e.stdout, '')
+          assert.deepEqual(errorLines(e.stderr), errorLines(o.stderr))
+          assert.equal(errorLines(e.stderr).length, 1)
+          assert.match(errorLines(e.stderr)[0]!, error)
+        }
+        assert.equal(readFileSync(file, 'utf8'), 'not a directory')
+        assert.deepEqual(readdirSync(ro), [])
+      } finally {
+        run('umount', [ro])
+      }
+    },
+  )
 
   it('image dump prints the same text', () => {
     const e = early(['image', 'dump', imagePath])
