@@ -216,6 +216,8 @@ process.exitCode = (await buildBeforeOclif(JSON.parse(process.argv[1]))) ?? 99`
     },
     () => {
       const tree = join(work, 'small-tree')
+      mkdirSync(tree, {recursive: true})
+      writeFileSync(join(tree, 'file'), Buffer.alloc(10_000, 3))
       const file = join(work, 'a-file')
       writeFileSync(file, 'not a directory')
       const ro = join(work, 'read-only')
